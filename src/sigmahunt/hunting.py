@@ -1,0 +1,239 @@
+"""The hunt: rules + logs -> detections, on the embedded engine.
+
+Flow: rules are prepared (loaded, compiled, cached); each log file is read into
+normalised columnar batches (:mod:`sigmahunt.ingest`), kept in the event store and
+evaluated as it streams, so memory is bounded by one batch. A persistent store that
+already holds a file with the same content is not re-parsed: its stored events are hunted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from sigmahunt.engines.embedded.evaluator import BatchEvaluator
+from sigmahunt.engines.embedded.ir import CompiledRule
+from sigmahunt.ingest import EventBatch, Unreadable, read_logs
+from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
+from sigmahunt.results import Unreadable as UnreadableRecord
+from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
+from sigmahunt.store import EventStore, file_digest
+
+#: Provenance columns of a stored event and the detection fields they fill.
+PROVENANCE = {
+    "_timestamp": "timestamp",
+    "Computer": "computer",
+    "Channel": "channel",
+    "EventID": "event_id",
+    "_source": "source",
+    "EventRecordID": "record_id",
+    "_position": "position",
+}
+
+
+class NothingToHunt(Exception):
+    """No rule or no readable log: the hunt cannot run (CLI exits non-zero)."""
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses for progress bars; all optional."""
+
+    on_rules: Callable[[int], None] = lambda n: None
+    on_file: Callable[[str], None] = lambda path: None
+    on_events: Callable[[int], None] = lambda n: None
+    total_bytes: Callable[[int], None] = lambda n: None
+    on_bytes: Callable[[int], None] = lambda n: None
+
+
+@dataclass
+class HuntResult:
+    """Everything a hunt produced; ``dataframe`` is the source of every output."""
+
+    records: list[dict[str, Any]]
+    summary: HuntSummary
+    rules: PreparedRules
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def dataframe(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = to_dataframe(self.records)
+        return self._frame
+
+
+def expand_log_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and every file below named folders (sorted, for deterministic output)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        else:
+            out.append(path)
+    return out
+
+
+class DetectionCollector:
+    """Turns the evaluator's (rule, rows) hits on a batch into detection records."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = rules
+        self.records: list[dict[str, Any]] = []
+
+    def collect(self, frame: pl.DataFrame, hits: Mapping[int, np.ndarray]) -> int:
+        if not hits:
+            return 0
+        rows = np.unique(np.concatenate(list(hits.values())))
+        events = _row_events(frame, rows)
+        before = len(self.records)
+        for rule_index in sorted(hits):
+            meta = self.rules[rule_index].meta
+            for row in hits[rule_index]:
+                fields, provenance = events[int(row)]
+                detection = Detection(rule=meta, event=fields, **provenance)
+                self.records.append(detection.to_record())
+        return len(self.records) - before
+
+
+def _row_events(frame: pl.DataFrame, rows: np.ndarray) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    subset = frame[rows.tolist()]
+    out = {}
+    for row, record in zip(rows.tolist(), subset.iter_rows(named=True)):
+        fields = {k: v for k, v in record.items() if v is not None and not k.startswith("_")}
+        provenance = {target: record.get(column) for column, target in PROVENANCE.items()}
+        out[row] = (fields, provenance)
+    return out
+
+
+def run_hunt(
+    logs: Sequence[str | Path] = (),
+    rules: Sequence[str | Path] = (),
+    *,
+    store: str | Path | None = None,
+    placeholders: Mapping[str, Any] | None = None,
+    selection: RuleSelection | None = None,
+    format_in: str | None = None,
+    cache_dir: Path | None | bool = None,
+    progress: Progress | None = None,
+    prepared: PreparedRules | None = None,
+) -> HuntResult:
+    """Run every rule over every event; see :func:`sigmahunt.hunt` for the DataFrame API."""
+    started = time.perf_counter()
+    progress = progress or Progress()
+    prepared = prepared or prepare_rules(rules, placeholders, cache_dir, selection)
+    runnable = prepared.runnable
+    summary = HuntSummary(
+        rules_loaded=len(prepared.compiled),
+        rules_failed=len(prepared.failures),
+        rules_inapplicable=len(prepared.inapplicable),
+        failed_rules=[f.to_dict() for f in prepared.failures],
+    )
+    if not prepared.compiled:
+        raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
+    progress.on_rules(len(runnable))
+    evaluator = BatchEvaluator(prepared.plan())
+    collector = DetectionCollector(runnable)
+    with EventStore(store) as event_store:
+        for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
+            summary.events_read += frame.height
+            progress.on_events(frame.height)
+            summary.detections += collector.collect(frame, evaluator.evaluate(frame))
+    if summary.events_read == 0 and summary.events_unreadable == 0 and not logs and store is None:
+        raise NothingToHunt("no logs given")
+    if summary.events_read == 0 and summary.unreadable:
+        raise NothingToHunt("no readable log: " + "; ".join(
+            f"{u.source} ({u.position}): {u.reason}" for u in summary.unreadable[:5]))
+    summary.detections_by_level = level_counts(collector.records)
+    summary.seconds = time.perf_counter() - started
+    return HuntResult(collector.records, summary, prepared)
+
+
+def _first_failures(prepared: PreparedRules) -> str:
+    if not prepared.failures:
+        return ""
+    shown = "; ".join(f"{f.path}: {f.reason}" for f in prepared.failures[:3])
+    return f" ({len(prepared.failures)} failed: {shown})"
+
+
+def _hunted_batches(
+    logs: Sequence[str | Path],
+    store: EventStore,
+    summary: HuntSummary,
+    format_in: str | None,
+    progress: Progress,
+) -> Iterator[pl.DataFrame]:
+    """Batches of every log named (from the store when unchanged), or of the whole store."""
+    if not logs:
+        for source in sorted(store.sources.values(), key=lambda s: s.path):
+            _count_unreadable(summary, source.unreadable)
+        yield from store.iter_batches()
+        return
+    files = expand_log_paths(logs)
+    missing = [f for f in files if not f.exists()]
+    for path in missing:
+        summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
+    files = [f for f in files if f.exists()]
+    progress.total_bytes(sum(f.stat().st_size for f in files))
+    for path in files:
+        progress.on_file(str(path))
+        digest = file_digest(path) if not store.temporary else ""
+        if not store.temporary and store.is_current(str(path), digest):
+            _count_unreadable(summary, store.sources[str(path)].unreadable)
+            yield from store.iter_batches([str(path)])
+        else:
+            yield from _ingest_file(path, digest, store, summary, format_in)
+        progress.on_bytes(path.stat().st_size)
+
+
+def _ingest_file(
+    path: Path, digest: str, store: EventStore, summary: HuntSummary, format_in: str | None
+) -> Iterator[pl.DataFrame]:
+    writer = None if store.temporary else store.begin_source(str(path), digest)
+    for item in read_logs([path], format_in=format_in):
+        if isinstance(item, Unreadable):
+            summary.unreadable.append(UnreadableRecord(item.source, item.position, item.reason))
+            summary.events_unreadable += 1
+            if writer:
+                writer.add_unreadable(item.position, item.reason, item.source)
+        elif isinstance(item, EventBatch) and item.frame.height:
+            if writer:
+                writer.add_batch(item.frame)
+            yield item.frame
+    if writer:
+        writer.commit()
+
+
+def _count_unreadable(summary: HuntSummary, unreadable: list[dict[str, str]]) -> None:
+    for item in unreadable:
+        summary.unreadable.append(UnreadableRecord(item["source"], item["position"], item["reason"]))
+        summary.events_unreadable += 1
+
+
+def hunt(
+    logs: str | Path | Sequence[str | Path] = (),
+    rules: str | Path | Sequence[str | Path] = (),
+    **options: Any,
+) -> pd.DataFrame:
+    """Hunt ``logs`` with ``rules``; returns one DataFrame row per (rule, matching event).
+
+    Options are those of :func:`run_hunt` (``store``, ``placeholders``, ``selection``...).
+    The run summary is attached as ``frame.attrs["summary"]``.
+    """
+    result = run_hunt(_as_list(logs), _as_list(rules), **options)
+    frame = result.dataframe
+    frame.attrs["summary"] = result.summary.to_dict()
+    return frame
+
+
+def _as_list(value: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    if isinstance(value, (str, Path)):
+        return [value]
+    return list(value)

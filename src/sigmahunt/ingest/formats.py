@@ -1,0 +1,185 @@
+"""Log formats, their user-facing names, and content/extension detection.
+
+Detection policy (documented here because the engine and CLI rely on it):
+
+* Content wins over the file name.  The first bytes decide: ``ElfFile\\0`` is
+  EVTX, ``1f 8b`` is gzip, ``PK\\3\\4`` (or an empty-archive ``PK\\5\\6``) is
+  zip, and a first non-blank character ``{`` or ``[`` (after an optional
+  UTF-8/UTF-16 byte-order mark) is JSON.
+* Only when the content is inconclusive (empty, or binary that matches no
+  magic) does the extension decide, so that a damaged ``x.evtx`` is still
+  handed to the EVTX reader, which then reports *why* it is unreadable.
+* JSON is detected at the *layout* level only (lines vs. concatenated
+  objects vs. array).  The record *shape* (evtx_dump ``{"Event": ...}``,
+  Winlogbeat/ECS ``winlog.*``, flat key/values) is decided per record by the
+  JSON reader, so one file may mix shapes.  ``format_in`` can force a shape.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+EVTX_MAGIC = b"ElfFile\x00"
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_JSON_STARTS = (ord("{"), ord("["))
+_BLANK = b" \t\r\n"
+
+#: How many leading bytes detection needs to look at.
+SNIFF_BYTES = 4096
+
+
+class LogFormat(StrEnum):
+    """Formats ``read_logs`` understands.
+
+    ``JSON`` / ``JSONL`` are layouts whose record shape is sniffed per record;
+    ``EVTX_JSON`` / ``FLAT_JSON`` / ``WINLOGBEAT`` force one record shape on
+    every record (any JSON layout).  ``GZIP`` and ``ZIP`` are containers: they
+    are always detected from content and unwrapped, never forced.
+    """
+
+    EVTX = "evtx"
+    JSON = "json"
+    JSONL = "jsonl"
+    EVTX_JSON = "evtx-json"
+    FLAT_JSON = "flat-json"
+    WINLOGBEAT = "winlogbeat"
+    GZIP = "gzip"
+    ZIP = "zip"
+
+    @property
+    def is_container(self) -> bool:
+        return self in (LogFormat.GZIP, LogFormat.ZIP)
+
+    @property
+    def is_json(self) -> bool:
+        return self not in (LogFormat.EVTX, LogFormat.GZIP, LogFormat.ZIP)
+
+    @classmethod
+    def parse(cls, name: str | LogFormat) -> LogFormat:
+        """Map a user-supplied ``format_in`` (or an alias) to a leaf format."""
+        if isinstance(name, LogFormat):
+            fmt = name
+        else:
+            key = name.strip().lower().replace("_", "-")
+            fmt = _ALIASES.get(key)  # type: ignore[assignment]
+            if fmt is None:
+                choices = ", ".join(sorted(_ALIASES))
+                raise ValueError(f"unknown log format {name!r}; choose one of: {choices}")
+        if fmt.is_container:
+            raise ValueError(
+                f"{fmt.value!r} is a container; it is detected and unwrapped "
+                "automatically, give the format of its content instead"
+            )
+        return fmt
+
+
+_ALIASES: dict[str, LogFormat] = {
+    "evtx": LogFormat.EVTX,
+    "json": LogFormat.JSON,
+    "jsonl": LogFormat.JSONL,
+    "ndjson": LogFormat.JSONL,
+    "json-lines": LogFormat.JSONL,
+    "evtx-json": LogFormat.EVTX_JSON,
+    "evtxdump": LogFormat.EVTX_JSON,
+    "evtx-dump": LogFormat.EVTX_JSON,
+    "flat-json": LogFormat.FLAT_JSON,
+    "flat": LogFormat.FLAT_JSON,
+    "otrf": LogFormat.FLAT_JSON,
+    "mordor": LogFormat.FLAT_JSON,
+    "helk": LogFormat.FLAT_JSON,
+    "winlogbeat": LogFormat.WINLOGBEAT,
+    "elastic": LogFormat.WINLOGBEAT,
+    "elastic-agent": LogFormat.WINLOGBEAT,
+    "ecs": LogFormat.WINLOGBEAT,
+}
+
+_SUFFIX_FORMATS: dict[str, LogFormat] = {
+    ".evtx": LogFormat.EVTX,
+    ".json": LogFormat.JSON,
+    ".jsonl": LogFormat.JSONL,
+    ".ndjson": LogFormat.JSONL,
+    ".gz": LogFormat.GZIP,
+    ".gzip": LogFormat.GZIP,
+    ".zip": LogFormat.ZIP,
+}
+
+#: Extensions that are obviously not logs: skipped *silently* when met while
+#: walking a folder or an archive (rule sets ship .yml beside the samples).
+#: A file named explicitly by the caller is never skipped silently.
+NON_LOG_SUFFIXES: frozenset[str] = frozenset(
+    {
+        ".yml", ".yaml", ".md", ".markdown", ".rst", ".html", ".htm", ".css",
+        ".js", ".py", ".pyc", ".toml", ".ini", ".cfg", ".conf", ".sh", ".ps1",
+        ".bat", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".pdf",
+        ".doc", ".docx",
+    }
+)  # fmt: skip
+
+#: Extensions of text that *may* hold JSON: read when the content sniffs as a
+#: log, otherwise skipped silently (inside folders/archives only).
+MAYBE_LOG_SUFFIXES: frozenset[str] = frozenset({".txt", ""})
+
+#: Path components that mark OS metadata rather than data (macOS resource
+#: forks in zips, VCS folders).
+METADATA_DIRS: frozenset[str] = frozenset({"__MACOSX", ".git", ".svn", ".hg"})
+
+
+def is_metadata_name(name: str) -> bool:
+    """True for hidden files, AppleDouble ``._x`` forks and VCS/OS folders."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if any(p in METADATA_DIRS for p in parts[:-1]):
+        return True
+    return bool(parts) and parts[-1].startswith(".")
+
+
+def suffix_of(name: str) -> str:
+    """Lower-cased last extension of a path or archive member name."""
+    return PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
+def strip_bom(head: bytes) -> bytes:
+    """Drop a UTF-8 BOM; UTF-16 text is transcoded by the JSON reader."""
+    return head[3:] if head.startswith(UTF8_BOM) else head
+
+
+def sniff_content(head: bytes) -> LogFormat | None:
+    """Format from the first bytes alone, or None when they are inconclusive."""
+    if head.startswith(EVTX_MAGIC):
+        return LogFormat.EVTX
+    if head.startswith(GZIP_MAGIC):
+        return LogFormat.GZIP
+    if head.startswith(ZIP_MAGICS):
+        return LogFormat.ZIP
+    if head.startswith(UTF16_BOMS):
+        text = head[2:].decode("utf-16-le" if head[:2] == b"\xff\xfe" else "utf-16-be", "ignore")
+        return LogFormat.JSON if text.lstrip()[:1] in ("{", "[") else None
+    body = strip_bom(head).lstrip(_BLANK)
+    if body and body[0] in _JSON_STARTS:
+        return LogFormat.JSON
+    return None
+
+
+def is_blank(head: bytes) -> bool:
+    """Empty or whitespace-only content (an empty log, not an error)."""
+    return not strip_bom(head).strip(_BLANK)
+
+
+def detect_format(path: str | PurePosixPath | object, head: bytes | None = None) -> LogFormat | None:
+    """Detect the format of ``path`` from its content, then its extension.
+
+    ``head`` may be given (e.g. for archive members); otherwise the first
+    ``SNIFF_BYTES`` of the file are read.  Returns None when neither content
+    nor extension identify a log format.
+    """
+    name = str(path)
+    if head is None:
+        with open(name, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    found = sniff_content(head)
+    if found is not None:
+        return found
+    return _SUFFIX_FORMATS.get(suffix_of(name))

@@ -1,0 +1,97 @@
+"""Building all-String Polars frames from rows, and cutting them into batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import polars as pl
+
+from .fields import order_columns
+from .model import EventBatch
+from .normalise import Row
+
+
+class ColumnBuilder:
+    """Accumulates rows column-wise; absent fields become nulls.
+
+    Columns are padded lazily (only when a column is next touched, and once
+    at the end) so adding a row costs O(fields in that row), not O(columns).
+    """
+
+    def __init__(self) -> None:
+        self._columns: dict[str, list[str | None]] = {}
+        self.height = 0
+
+    def add(self, row: Row) -> None:
+        height = self.height
+        columns = self._columns
+        for name, value in row.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [None] * height
+            elif len(column) < height:
+                column.extend([None] * (height - len(column)))
+            column.append(value)
+        self.height = height + 1
+
+    def frame(self) -> pl.DataFrame:
+        """The accumulated rows as a frame (columns in canonical order)."""
+        height = self.height
+        series = []
+        for name in order_columns(list(self._columns)):
+            column = self._columns[name]
+            if len(column) < height:
+                column.extend([None] * (height - len(column)))
+            series.append(pl.Series(name, column, dtype=pl.String))
+        return pl.DataFrame(series, height=height) if series else pl.DataFrame(height=height)
+
+    def take(self) -> pl.DataFrame:
+        """Return the frame and start afresh."""
+        frame = self.frame()
+        self._columns = {}
+        self.height = 0
+        return frame
+
+
+class Batcher:
+    """Re-cuts frames of any size into batches of at most ``batch_size`` rows.
+
+    Small frames from many small files are concatenated (diagonally: missing
+    columns become null) so the engine sees few, large batches.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self._pending: list[pl.DataFrame] = []
+        self._rows = 0
+
+    def add(self, frame: pl.DataFrame) -> Iterator[EventBatch]:
+        if frame.height == 0:
+            return
+        self._pending.append(frame)
+        self._rows += frame.height
+        if self._rows >= self.batch_size:
+            yield from self._drain(final=False)
+
+    def flush(self) -> Iterator[EventBatch]:
+        yield from self._drain(final=True)
+
+    def _drain(self, final: bool) -> Iterator[EventBatch]:
+        if not self._pending:
+            return
+        combined = self._combine()
+        size = self.batch_size
+        full = combined.height - combined.height % size if not final else combined.height
+        for start in range(0, full, size):
+            yield EventBatch(combined.slice(start, min(size, full - start)))
+        rest = combined.slice(full)
+        self._pending = [rest] if rest.height else []
+        self._rows = rest.height
+
+    def _combine(self) -> pl.DataFrame:
+        if len(self._pending) == 1:
+            return self._pending[0]
+        combined = pl.concat(self._pending, how="diagonal")
+        return combined.select(order_columns(combined.columns))

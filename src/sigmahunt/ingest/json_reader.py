@@ -1,0 +1,391 @@
+"""JSON readers: a vectorised Polars fast path and a per-record slow path.
+
+Layouts: JSON lines (positions "line N", physical 1-based line numbers),
+concatenated (pretty-printed) objects and JSON arrays (positions "record N",
+1-based ordinals).  A file is JSON lines when one of its first non-blank
+lines is, alone, a complete JSON object.
+
+Fast path (JSON lines of flat records, i.e. the big Security-Datasets
+corpora): Polars infers the union schema, then re-reads every top-level
+field as a String (ints keep their exact digits), nested values are
+re-encoded as compact JSON, and the normalised columns are derived with
+expressions.  It declines (returns None) whenever its output could differ
+from the slow path: a bad line, floats anywhere in the schema (Polars would
+print ``2.0`` as ``2``), escaped UTF-16 surrogates, non-flat record shapes,
+or a row count that does not match the non-blank line count.  The caller
+then uses the slow path, which reports bad lines one by one.
+
+Non-UTF-8 bytes are decoded with U+FFFD replacement and the record is kept:
+losing a whole event to one bad byte is worse for hunting than one replaced
+character.  UTF-16 files (PowerShell ``Out-File``) are transcoded first.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+
+from .fields import FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, CHANNEL_CANONICAL, order_columns
+from .formats import UTF16_BOMS, LogFormat, strip_bom
+from .frames import ColumnBuilder
+from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable
+from .normalise import ShapeError, normalise_record
+from .timestamps import iso_utc_expr
+
+Output = pl.DataFrame | Unreadable
+
+#: JSON lines are processed in slices of about this many bytes (cut at a
+#: newline) to bound memory and to let prefetching overlap with parsing.
+CHUNK_BYTES = 64 << 20
+#: Rows per frame emitted by the slow path (bounds memory on huge files).
+SLOW_FRAME_ROWS = 50_000
+#: Top-level keys that mean "not a flat record": such files take the
+#: per-record path, which dispatches on each record's shape.
+_NON_FLAT_KEYS = frozenset({"Event", "winlog", "_source"})
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LINE_LAYOUT_PROBE = 5
+
+
+# --------------------------------------------------------------------------
+# entry point
+
+
+def read_json(source: str, data: bytes, fmt: LogFormat) -> Iterator[Output]:
+    """Read one JSON leaf of any layout, yielding frames and Unreadables."""
+    data = to_utf8(data)
+    layout = "lines" if fmt is LogFormat.JSONL else detect_layout(data)
+    if layout == "empty":
+        return
+    forced = fmt if fmt in (LogFormat.EVTX_JSON, LogFormat.FLAT_JSON, LogFormat.WINLOGBEAT) else None
+    if layout == "lines":
+        yield from _read_lines(source, data, forced)
+    elif layout == "array":
+        yield from _frames(source, _array_records(source, data), forced)
+    else:
+        yield from _frames(source, _concatenated_records(source, data), forced)
+
+
+def to_utf8(data: bytes) -> bytes:
+    """Strip a UTF-8 BOM; transcode UTF-16 (with BOM) to UTF-8."""
+    if data.startswith(UTF16_BOMS):
+        codec = "utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be"
+        return data[2:].decode(codec, "replace").encode("utf-8")
+    return strip_bom(data)
+
+
+def detect_layout(data: bytes) -> str:
+    """'empty', 'array', 'lines' or 'concatenated' (see module docstring)."""
+    body = data.lstrip()
+    if not body:
+        return "empty"
+    if body[:1] == b"[":
+        return "array"
+    start = 0
+    for _ in range(_LINE_LAYOUT_PROBE):
+        end = body.find(b"\n", start)
+        line = body[start:] if end < 0 else body[start:end]
+        if line.strip() and type(_loads(line)[0]) is dict:
+            return "lines"
+        if end < 0:
+            break
+        start = end + 1
+    return "concatenated"
+
+
+# --------------------------------------------------------------------------
+# decoding helpers
+
+
+def _loads(raw: bytes | str) -> tuple[Any, str | None]:
+    """Decode one JSON text; returns (value, None) or (None, error).
+
+    Invalid UTF-8 is replaced (U+FFFD) rather than dropping the record;
+    escaped lone surrogates, which orjson rejects, are also replaced.
+    """
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        error = str(exc)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        return orjson.loads(text), None
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None, error
+    return _scrub_surrogates(value), None
+
+
+def _scrub_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_scrub_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------------
+# JSON lines
+
+
+def _read_lines(source: str, data: bytes, forced: LogFormat | None) -> Iterator[Output]:
+    use_fast = forced in (None, LogFormat.FLAT_JSON)
+    for first_line, chunk in split_line_chunks(data, CHUNK_BYTES):
+        frame = fast_flat_frame(source, chunk, first_line) if use_fast else None
+        if frame is not None:
+            yield frame
+        else:
+            yield from _frames(source, _line_records(source, chunk, first_line), forced)
+
+
+def split_line_chunks(data: bytes, size: int) -> Iterator[tuple[int, bytes]]:
+    """Slices of about ``size`` bytes cut after a newline, with first line no."""
+    start, line = 0, 1
+    while start < len(data):
+        end = data.find(b"\n", start + size) if start + size < len(data) else -1
+        stop = len(data) if end < 0 else end + 1
+        chunk = data[start:stop]
+        yield line, chunk
+        line += chunk.count(b"\n")
+        start = stop
+
+
+def _line_records(source: str, chunk: bytes, first_line: int) -> Iterator[tuple[str, Any]]:
+    for number, line in enumerate(chunk.split(b"\n"), start=first_line):
+        if not line.strip():
+            continue
+        value, error = _loads(line)
+        position = f"line {number}"
+        if error is None:
+            yield position, value
+        else:
+            yield position, Unreadable(source, position, f"invalid JSON: {error}")
+
+
+# --------------------------------------------------------------------------
+# concatenated objects and arrays (small files: stdlib raw_decode)
+
+
+def _concatenated_records(source: str, data: bytes) -> Iterator[tuple[str, Any]]:
+    text = data.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    pos, ordinal = 0, 0
+    while True:
+        pos = _skip_blank(text, pos)
+        if pos >= len(text):
+            return
+        ordinal += 1
+        position = f"record {ordinal}"
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield position, Unreadable(source, position, f"invalid JSON: {_describe(exc)}")
+            resume = text.find("\n{", pos + 1)
+            if resume < 0:
+                return
+            pos = resume + 1
+            continue
+        yield position, _scrub_surrogates(value)
+
+
+def _array_records(source: str, data: bytes) -> Iterator[tuple[str, Any]]:
+    value, error = _loads(data)
+    if error is None:
+        if type(value) is not list:  # e.g. "[1] [2]" never decodes; "[...]" does
+            yield "record 1", value
+            return
+        for ordinal, item in enumerate(value, start=1):
+            yield f"record {ordinal}", item
+        return
+    yield from _array_records_incremental(source, data.decode("utf-8", "replace"))
+
+
+def _array_records_incremental(source: str, text: str) -> Iterator[tuple[str, Any]]:
+    """A damaged array: keep the elements before (and after) the damage."""
+    decoder = json.JSONDecoder()
+    pos = _skip_blank(text, 0) + 1  # past "["
+    indent = _element_indent(text, pos)
+    ordinal = 0
+    while True:
+        pos = _skip_blank(text, pos)
+        if pos >= len(text) or text[pos] == "]":
+            if pos >= len(text):
+                yield f"record {ordinal + 1}", Unreadable(source, f"record {ordinal + 1}", "JSON array is truncated (no closing ']')")
+            return
+        ordinal += 1
+        position = f"record {ordinal}"
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield position, Unreadable(source, position, f"invalid JSON array element: {_describe(exc)}")
+            match = re.compile(r"\n" + re.escape(indent) + r"\{").search(text, pos + 1) if indent is not None else None
+            if match is None:
+                return
+            pos = match.start() + 1
+            continue
+        yield position, _scrub_surrogates(value)
+        pos = _skip_blank(text, pos)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+
+
+def _element_indent(text: str, pos: int) -> str | None:
+    """Indentation of the first element when the array is pretty-printed."""
+    match = re.compile(r"[ \t]*\n([ \t]*)\{").match(text, pos)
+    return match.group(1) if match else None
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n\ufeff":
+        pos += 1
+    return pos
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return "nesting too deep"
+
+
+# --------------------------------------------------------------------------
+# slow path: records -> frames
+
+
+def _frames(source: str, records: Iterator[tuple[str, Any]], forced: LogFormat | None) -> Iterator[Output]:
+    """Normalise decoded records one by one into frames of bounded size."""
+    builder = ColumnBuilder()
+    for position, value in records:
+        if isinstance(value, Unreadable):
+            yield value
+            continue
+        try:
+            row = normalise_record(value, forced)
+        except ShapeError as exc:
+            yield Unreadable(source, position, str(exc))
+            continue
+        row[SOURCE_COL] = source
+        row[POSITION_COL] = position
+        builder.add(row)
+        if builder.height >= SLOW_FRAME_ROWS:
+            yield builder.take()
+    if builder.height:
+        yield builder.take()
+
+
+# --------------------------------------------------------------------------
+# fast path
+
+
+def fast_flat_frame(source: str, chunk: bytes, first_line: int) -> pl.DataFrame | None:
+    """Vectorised read of flat JSON lines, or None when it must decline."""
+    if _SURROGATE_ESCAPE.search(chunk):
+        return None
+    try:
+        schema = pl.scan_ndjson(io.BytesIO(chunk), infer_schema_length=None).collect_schema()
+        if not _fast_path_schema(schema):
+            return None
+        frame = pl.read_ndjson(io.BytesIO(chunk), schema={name: pl.String for name in schema})
+    except (pl.exceptions.PolarsError, ValueError, OverflowError):
+        return None
+    lines = nonblank_line_numbers(chunk, first_line)
+    if frame.height != len(lines):
+        return None
+    nested = [name for name, dtype in schema.items() if dtype.is_nested()]
+    return normalise_flat_frame(_compact_nested(frame, nested), source, lines)
+
+
+def _fast_path_schema(schema: pl.Schema) -> bool:
+    names = list(schema)
+    if any(name in _NON_FLAT_KEYS or name.startswith("winlog.") for name in names):
+        return False
+    if any(name in (SOURCE_COL, POSITION_COL, TIMESTAMP_COL) for name in names):
+        return False
+    return not any(_has_float(dtype) for dtype in schema.values())
+
+
+def _has_float(dtype: pl.DataType) -> bool:
+    if dtype.is_float() or dtype.is_decimal():
+        return True
+    if isinstance(dtype, pl.Struct):
+        return any(_has_float(field.dtype) for field in dtype.fields)
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _has_float(dtype.inner)
+    return False
+
+
+def _compact_nested(frame: pl.DataFrame, nested: list[str]) -> pl.DataFrame:
+    """Polars prints nested values as spaced JSON; re-encode them compactly.
+
+    Nested values repeat a lot (e.g. ``tags``), so only distinct ones go
+    through orjson.
+    """
+    if not nested:
+        return frame
+    replacements = []
+    for name in nested:
+        distinct = frame.get_column(name).drop_nulls().unique().to_list()
+        mapping = {text: orjson.dumps(orjson.loads(text)).decode() for text in distinct}
+        replacements.append(pl.col(name).replace_strict(mapping, default=None, return_dtype=pl.String))
+    return frame.with_columns(replacements)
+
+
+def nonblank_line_numbers(chunk: bytes, first_line: int) -> np.ndarray:
+    """Physical line numbers of the non-blank lines of ``chunk``."""
+    count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    if not _may_have_blank_lines(chunk):
+        return np.arange(first_line, first_line + count, dtype=np.int64)
+    numbers = [n for n, line in enumerate(chunk.split(b"\n"), start=first_line) if line.strip()]
+    return np.asarray(numbers, dtype=np.int64)
+
+
+def _may_have_blank_lines(chunk: bytes) -> bool:
+    if not chunk.strip() or chunk[:1].isspace():
+        return True
+    return any(probe in chunk for probe in (b"\n\n", b"\n\r", b"\n ", b"\n\t", b"\r\r"))
+
+
+def normalise_flat_frame(frame: pl.DataFrame, source: str, lines: np.ndarray) -> pl.DataFrame:
+    """Vectorised twin of :func:`normalise.normalise_flat`."""
+    columns = set(frame.columns)
+    derived: list[pl.Expr] = [
+        pl.lit(source, dtype=pl.String).alias(SOURCE_COL),
+        pl.concat_str([pl.lit("line "), pl.Series(lines).cast(pl.String)]).alias(POSITION_COL),
+        _timestamp_expr(columns).alias(TIMESTAMP_COL),
+    ]
+    for target, sources in FLAT_ALIASES:
+        present = [pl.col(s) for s in sources if s in columns]
+        if present:
+            current = [pl.col(target)] if target in columns else []
+            derived.append(pl.coalesce(current + present).alias(target))
+    if "Channel" in columns:
+        derived.append(_channel_expr(frame.get_column("Channel")))
+    frame = frame.with_columns(derived)
+    return frame.select(order_columns(frame.columns))
+
+
+def _timestamp_expr(columns: set[str]) -> pl.Expr:
+    candidates = [iso_utc_expr(pl.col(name)) for name in FLAT_TIMESTAMP_FIELDS if name in columns]
+    if not candidates:
+        return pl.lit(None, dtype=pl.String)
+    return pl.coalesce(candidates) if len(candidates) > 1 else candidates[0]
+
+
+def _channel_expr(channel: pl.Series) -> pl.Expr:
+    """Canonical channel case via the distinct values only."""
+    mapping = {}
+    for value in channel.drop_nulls().unique().to_list():
+        canonical = CHANNEL_CANONICAL.get(value.lower(), value)
+        if canonical != value:
+            mapping[value] = canonical
+    return pl.col("Channel").replace(mapping) if mapping else pl.col("Channel")

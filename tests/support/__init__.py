@@ -1,0 +1,1 @@
+"""Test-support helpers for sigmahunt (not part of the installed package)."""
