@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     hunt.add_argument("--rule-id", action="append", default=[], help="only this rule id (repeatable)")
     hunt.add_argument("--quiet", "-q", action="store_true", help="no progress bars, no summary on stderr")
     hunt.add_argument("--limit", type=int, default=200, help="rows shown by the table format (default 200)")
+    hunt.add_argument("--engine", default="embedded", choices=sorted(ENGINE_MODULES),
+                      help="where rules run: embedded (default, no server), elasticsearch, opensearch, spark")
+    for module in _engine_modules():
+        module.add_hunt_options(hunt)
 
     rules = commands.add_parser("rules", help="rule utilities")
     rule_commands = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
@@ -87,8 +91,18 @@ def _command_modules() -> list[Any]:
     return registrars
 
 
+#: Engines other than the embedded one: each module defines ``add_hunt_options(parser)`` (its own
+#: flags, added once per module) and ``run_engine(args, prepared, progress) -> HuntResult``.
+ENGINE_MODULES: dict[str, str | None] = {"embedded": None}
+
+
+def _engine_modules() -> list[Any]:
+    names = sorted({m for m in ENGINE_MODULES.values() if m})
+    return [__import__(name, fromlist=["add_hunt_options"]) for name in names]
+
+
 #: Modules that contribute subcommands (each defines ``add_parser(subparsers)``).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("sigmahunt.ruletest",)
 
 
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:
@@ -150,23 +164,30 @@ def _selection(args: argparse.Namespace) -> RuleSelection:
 def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
     if not args.rules:
         raise UsageError("no rules: pass --rules PATH (a Sigma rule file or folder)")
-    if not args.logs and not args.store:
+    if not args.logs and not args.store and args.engine == "embedded":
         raise UsageError("no logs: pass log files or folders, or --store of an earlier hunt")
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet needs --output FILE")
     placeholders = load_placeholders(args.placeholders)
     show_progress = not args.quiet and err.is_terminal
+    engine_module = ENGINE_MODULES.get(args.engine)
     with _progress_bars(err, show_progress) as bars:
-        result = run_hunt(
-            args.logs,
-            args.rules,
-            store=args.store,
-            placeholders=placeholders,
-            selection=_selection(args),
-            format_in=args.format_in,
-            cache_dir=False if args.no_cache else None,
-            progress=bars.callbacks(),
-        )
+        if engine_module:
+            module = __import__(engine_module, fromlist=["run_engine"])
+            prepared = prepare_rules(args.rules, placeholders, cache_dir=False if args.no_cache else None,
+                                     selection=_selection(args))
+            result = module.run_engine(args, prepared, bars.callbacks())
+        else:
+            result = run_hunt(
+                args.logs,
+                args.rules,
+                store=args.store,
+                placeholders=placeholders,
+                selection=_selection(args),
+                format_in=args.format_in,
+                cache_dir=False if args.no_cache else None,
+                progress=bars.callbacks(),
+            )
     _write_detections(result, args)
     if args.summary:
         write_atomically(args.summary, orjson.dumps(result.summary.to_dict(), option=orjson.OPT_INDENT_2))

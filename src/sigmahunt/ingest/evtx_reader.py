@@ -115,11 +115,15 @@ class _Ledger:
                 return
 
     def error(self, message: str) -> None:
+        """Attribute a parser error; a whole-chunk failure moves past it."""
         chunk = self._chunk_for_error(message)
         if chunk is None:
             self.stray_errors.append(message)
-        elif chunk.error is None:
+            return
+        if chunk.error is None:
             chunk.error = message
+        if chunk in self.usable:  # its records will not come: the next ones are later
+            self.cursor = max(self.cursor, self.usable.index(chunk) + 1)
 
     def _chunk_for_error(self, message: str) -> ChunkInfo | None:
         ids = _ERROR_ID_RANGE.search(message)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from .model import METADATA_COLUMNS
 
 #: Normalised Windows System columns, in the order they follow the metadata
-#: columns in every batch.  Anything else follows in first-seen order.
+#: columns in every batch.  All other columns follow sorted by name: a
+#: deterministic order that does not depend on which reader produced them.
 SYSTEM_COLUMNS: tuple[str, ...] = (
     "Channel",
     "EventID",
@@ -150,9 +151,9 @@ def canonical_channel(value: str | None) -> str | None:
 
 
 def order_columns(names: list[str]) -> list[str]:
-    """Metadata first, then System columns in fixed order, then the rest as seen."""
+    """Metadata first, then System columns in fixed order, then the rest sorted."""
     present = set(names)
     head = [c for c in METADATA_COLUMNS if c in present]
     head += [c for c in SYSTEM_COLUMNS if c in present]
     placed = set(head)
-    return head + [c for c in names if c not in placed]
+    return head + sorted(c for c in present if c not in placed)

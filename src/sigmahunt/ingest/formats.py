@@ -95,6 +95,9 @@ _ALIASES: dict[str, LogFormat] = {
     "elastic": LogFormat.WINLOGBEAT,
     "elastic-agent": LogFormat.WINLOGBEAT,
     "ecs": LogFormat.WINLOGBEAT,
+    "gzip": LogFormat.GZIP,
+    "gz": LogFormat.GZIP,
+    "zip": LogFormat.ZIP,
 }
 
 _SUFFIX_FORMATS: dict[str, LogFormat] = {

@@ -26,6 +26,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from .formats import UTF16_BOMS, LogFormat, strip_bom
 from .frames import ColumnBuilder
 from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable
 from .normalise import ShapeError, normalise_record
-from .timestamps import iso_utc_expr
+from .timestamps import iso_utc_series
 
 Output = pl.DataFrame | Unreadable
 
@@ -50,6 +51,7 @@ SLOW_FRAME_ROWS = 50_000
 #: per-record path, which dispatches on each record's shape.
 _NON_FLAT_KEYS = frozenset({"Event", "winlog", "_source"})
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_LAYOUT_PROBE = 5
 
 
@@ -57,19 +59,59 @@ _LINE_LAYOUT_PROBE = 5
 # entry point
 
 
+@dataclass
+class LineChunk:
+    """A slice of a JSON lines file, cut after a newline."""
+
+    first_line: int
+    data: bytes
+    newlines: int
+    schema: pl.Schema | None = None  # pre-inferred: the fast path may take it
+
+
+@dataclass
+class JsonPlan:
+    """Everything about a JSON leaf that can be worked out ahead of reading.
+
+    Planning (layout, line chunks, newline counts, the surrogate scan and
+    Polars schema inference) runs in the prefetch thread while the previous
+    leaf is being read, which keeps both cores busy.
+    """
+
+    source: str
+    layout: str
+    data: bytes
+    forced: LogFormat | None
+    chunks: list[LineChunk] = field(default_factory=list)
+
+
 def read_json(source: str, data: bytes, fmt: LogFormat) -> Iterator[Output]:
     """Read one JSON leaf of any layout, yielding frames and Unreadables."""
+    return execute_json(plan_json(source, data, fmt))
+
+
+def plan_json(source: str, data: bytes, fmt: LogFormat) -> JsonPlan:
     data = to_utf8(data)
     layout = "lines" if fmt is LogFormat.JSONL else detect_layout(data)
-    if layout == "empty":
-        return
     forced = fmt if fmt in (LogFormat.EVTX_JSON, LogFormat.FLAT_JSON, LogFormat.WINLOGBEAT) else None
+    plan = JsonPlan(source, layout, data, forced)
     if layout == "lines":
-        yield from _read_lines(source, data, forced)
-    elif layout == "array":
-        yield from _frames(source, _array_records(source, data), forced)
+        plan.chunks = list(split_line_chunks(data, CHUNK_BYTES))
+        if forced in (None, LogFormat.FLAT_JSON):
+            for chunk in plan.chunks:
+                chunk.schema = fast_path_schema(chunk.data)
+    return plan
+
+
+def execute_json(plan: JsonPlan) -> Iterator[Output]:
+    if plan.layout == "empty":
+        return
+    if plan.layout == "lines":
+        yield from _read_lines(plan)
+    elif plan.layout == "array":
+        yield from _frames(plan.source, _array_records(plan.source, plan.data), plan.forced)
     else:
-        yield from _frames(source, _concatenated_records(source, data), forced)
+        yield from _frames(plan.source, _concatenated_records(plan.source, plan.data), plan.forced)
 
 
 def to_utf8(data: bytes) -> bytes:
@@ -126,8 +168,9 @@ def _loads(raw: bytes | str) -> tuple[Any, str | None]:
 
 
 def _scrub_surrogates(value: Any) -> Any:
+    """Lone surrogates (only stdlib json lets them through) become U+FFFD."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_scrub_surrogates(v) for v in value]
     if isinstance(value, dict):
@@ -139,25 +182,25 @@ def _scrub_surrogates(value: Any) -> Any:
 # JSON lines
 
 
-def _read_lines(source: str, data: bytes, forced: LogFormat | None) -> Iterator[Output]:
-    use_fast = forced in (None, LogFormat.FLAT_JSON)
-    for first_line, chunk in split_line_chunks(data, CHUNK_BYTES):
-        frame = fast_flat_frame(source, chunk, first_line) if use_fast else None
+def _read_lines(plan: JsonPlan) -> Iterator[Output]:
+    for chunk in plan.chunks:
+        frame = fast_flat_frame(plan.source, chunk) if chunk.schema is not None else None
         if frame is not None:
             yield frame
         else:
-            yield from _frames(source, _line_records(source, chunk, first_line), forced)
+            yield from _frames(plan.source, _line_records(plan.source, chunk.data, chunk.first_line), plan.forced)
 
 
-def split_line_chunks(data: bytes, size: int) -> Iterator[tuple[int, bytes]]:
-    """Slices of about ``size`` bytes cut after a newline, with first line no."""
+def split_line_chunks(data: bytes, size: int) -> Iterator[LineChunk]:
+    """Slices of about ``size`` bytes cut after a newline (no copy if one)."""
     start, line = 0, 1
     while start < len(data):
         end = data.find(b"\n", start + size) if start + size < len(data) else -1
         stop = len(data) if end < 0 else end + 1
-        chunk = data[start:stop]
-        yield line, chunk
-        line += chunk.count(b"\n")
+        chunk = data if (start == 0 and stop == len(data)) else data[start:stop]
+        newlines = chunk.count(b"\n")
+        yield LineChunk(line, chunk, newlines)
+        line += newlines
         start = stop
 
 
@@ -287,21 +330,31 @@ def _frames(source: str, records: Iterator[tuple[str, Any]], forced: LogFormat |
 # fast path
 
 
-def fast_flat_frame(source: str, chunk: bytes, first_line: int) -> pl.DataFrame | None:
-    """Vectorised read of flat JSON lines, or None when it must decline."""
-    if _SURROGATE_ESCAPE.search(chunk):
+def fast_path_schema(chunk: bytes) -> pl.Schema | None:
+    """The union schema of a chunk when the fast path can take it, else None."""
+    if _SURROGATE_ESCAPE.search(chunk):  # Polars mangles escaped lone surrogates
         return None
     try:
         schema = pl.scan_ndjson(io.BytesIO(chunk), infer_schema_length=None).collect_schema()
-        if not _fast_path_schema(schema):
-            return None
-        frame = pl.read_ndjson(io.BytesIO(chunk), schema={name: pl.String for name in schema})
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
-    lines = nonblank_line_numbers(chunk, first_line)
-    if frame.height != len(lines):
+    return schema if _fast_path_schema(schema) else None
+
+
+def fast_flat_frame(source: str, chunk: LineChunk | bytes, first_line: int = 1) -> pl.DataFrame | None:
+    """Vectorised read of flat JSON lines, or None when it must decline."""
+    if isinstance(chunk, bytes):
+        chunk = LineChunk(first_line, chunk, chunk.count(b"\n"), fast_path_schema(chunk))
+    if chunk.schema is None:
         return None
-    nested = [name for name, dtype in schema.items() if dtype.is_nested()]
+    try:
+        frame = pl.read_ndjson(io.BytesIO(chunk.data), schema={name: pl.String for name in chunk.schema})
+    except (pl.exceptions.PolarsError, ValueError, OverflowError):
+        return None
+    lines = nonblank_line_numbers(chunk, frame.height)
+    if lines is None:
+        return None
+    nested = [name for name, dtype in chunk.schema.items() if dtype.is_nested()]
     return normalise_flat_frame(_compact_nested(frame, nested), source, lines)
 
 
@@ -340,19 +393,20 @@ def _compact_nested(frame: pl.DataFrame, nested: list[str]) -> pl.DataFrame:
     return frame.with_columns(replacements)
 
 
-def nonblank_line_numbers(chunk: bytes, first_line: int) -> np.ndarray:
-    """Physical line numbers of the non-blank lines of ``chunk``."""
-    count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-    if not _may_have_blank_lines(chunk):
-        return np.arange(first_line, first_line + count, dtype=np.int64)
-    numbers = [n for n, line in enumerate(chunk.split(b"\n"), start=first_line) if line.strip()]
-    return np.asarray(numbers, dtype=np.int64)
+def nonblank_line_numbers(chunk: LineChunk, rows: int) -> np.ndarray | None:
+    """Physical line numbers of the ``rows`` records Polars read, or None.
 
-
-def _may_have_blank_lines(chunk: bytes) -> bool:
-    if not chunk.strip() or chunk[:1].isspace():
-        return True
-    return any(probe in chunk for probe in (b"\n\n", b"\n\r", b"\n ", b"\n\t", b"\r\r"))
+    Polars skips blank lines, so when it read as many rows as there are
+    lines, row i is line ``first_line + i``; otherwise the blank lines are
+    located (rare).  A count that still disagrees means Polars and the line
+    reader see different records: the caller must decline.
+    """
+    count = chunk.newlines + (0 if chunk.data.endswith(b"\n") else 1)
+    if rows == count:
+        return np.arange(chunk.first_line, chunk.first_line + count, dtype=np.int64)
+    lines = chunk.data.split(b"\n")
+    numbers = [n for n, line in enumerate(lines, start=chunk.first_line) if line.strip()]
+    return np.asarray(numbers, dtype=np.int64) if len(numbers) == rows else None
 
 
 def normalise_flat_frame(frame: pl.DataFrame, source: str, lines: np.ndarray) -> pl.DataFrame:
@@ -361,24 +415,39 @@ def normalise_flat_frame(frame: pl.DataFrame, source: str, lines: np.ndarray) ->
     derived: list[pl.Expr] = [
         pl.lit(source, dtype=pl.String).alias(SOURCE_COL),
         pl.concat_str([pl.lit("line "), pl.Series(lines).cast(pl.String)]).alias(POSITION_COL),
-        _timestamp_expr(columns).alias(TIMESTAMP_COL),
+        _timestamp_series(frame).alias(TIMESTAMP_COL),
     ]
     for target, sources in FLAT_ALIASES:
         present = [pl.col(s) for s in sources if s in columns]
-        if present:
+        if not present:
+            continue
+        if target in columns or len(present) > 1:
             current = [pl.col(target)] if target in columns else []
             derived.append(pl.coalesce(current + present).alias(target))
+        else:  # zero-copy
+            derived.append(present[0].alias(target))
     if "Channel" in columns:
         derived.append(_channel_expr(frame.get_column("Channel")))
     frame = frame.with_columns(derived)
     return frame.select(order_columns(frame.columns))
 
 
-def _timestamp_expr(columns: set[str]) -> pl.Expr:
-    candidates = [iso_utc_expr(pl.col(name)) for name in FLAT_TIMESTAMP_FIELDS if name in columns]
-    if not candidates:
-        return pl.lit(None, dtype=pl.String)
-    return pl.coalesce(candidates) if len(candidates) > 1 else candidates[0]
+def _timestamp_series(frame: pl.DataFrame) -> pl.Series:
+    """First parseable of FLAT_TIMESTAMP_FIELDS, as in ``first_timestamp``."""
+    result: pl.Series | None = None
+    for name in FLAT_TIMESTAMP_FIELDS:
+        if name not in frame.columns:
+            continue
+        if result is not None and result.null_count() == 0:
+            break
+        values = frame.get_column(name)
+        if result is not None:  # only rows still missing a timestamp
+            values = values.zip_with(result.is_null(), pl.Series([None], dtype=pl.String))
+        parsed = iso_utc_series(values)
+        result = parsed if result is None else result.fill_null(parsed)
+    if result is None:
+        return pl.Series(TIMESTAMP_COL, [None] * frame.height, dtype=pl.String)
+    return result
 
 
 def _channel_expr(channel: pl.Series) -> pl.Expr:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +19,7 @@ from .formats import (
     detect_format,
 )
 from .frames import Batcher
-from .json_reader import read_json
+from .json_reader import JsonPlan, execute_json, plan_json
 from .model import EventBatch, Unreadable
 from .sources import Leaf, iter_leaves, prefetch
 
@@ -45,12 +46,21 @@ def read_logs(
     return _read(list(paths), forced, batcher)
 
 
+@dataclass
+class _Task:
+    """A leaf with its format decided and, for JSON, its reading planned."""
+
+    leaf: Leaf
+    fmt: LogFormat
+    plan: JsonPlan | None = None
+
+
 def _read(paths: list[str | Path], forced: LogFormat | None, batcher: Batcher) -> Iterator[EventBatch | Unreadable]:
-    for item in prefetch(iter_leaves(paths)):
+    for item in prefetch(_prepare(iter_leaves(paths), forced)):
         if isinstance(item, Unreadable):
             yield item
             continue
-        for output in read_leaf(item, forced):
+        for output in _execute(item):
             if isinstance(output, Unreadable):
                 yield output
             else:
@@ -58,28 +68,51 @@ def _read(paths: list[str | Path], forced: LogFormat | None, batcher: Batcher) -
     yield from batcher.flush()
 
 
+def _prepare(leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None) -> Iterator[_Task | Unreadable]:
+    """Runs in the prefetch thread: format decision and JSON planning."""
+    for leaf in leaves:
+        if isinstance(leaf, Unreadable):
+            yield leaf
+            continue
+        fmt = _choose_format(leaf, forced)
+        if fmt is None or isinstance(fmt, Unreadable):
+            if fmt is not None:
+                yield fmt
+            continue
+        try:
+            plan = plan_json(leaf.source, leaf.data, fmt) if fmt.is_json else None
+        except Exception as exc:  # noqa: BLE001 - a reader bug must not end the hunt
+            yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
+            continue
+        yield _Task(leaf, fmt, plan)
+
+
 def read_leaf(leaf: Leaf, forced: LogFormat | None) -> Iterator[pl.DataFrame | Unreadable]:
-    """Dispatch one in-memory leaf to its reader."""
+    """Read one in-memory leaf without prefetching (frames, not batches)."""
+    for task in _prepare(iter([leaf]), forced):
+        if isinstance(task, Unreadable):
+            yield task
+        else:
+            yield from _execute(task)
+
+
+def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
+    try:
+        if task.plan is not None:
+            yield from execute_json(task.plan)
+        else:
+            yield from read_evtx(task.leaf.source, task.leaf.data)
+    except Exception as exc:  # noqa: BLE001 - a reader bug must not end the hunt
+        yield Unreadable(task.leaf.source, "file", f"internal error while reading: {exc!r}")
+
+
+def _choose_format(leaf: Leaf, forced: LogFormat | None) -> LogFormat | Unreadable | None:
+    """The leaf's format; an Unreadable to report; or None (skip silently:
+    an empty file, or text that is not a log inside a folder/archive)."""
     head = leaf.data[:SNIFF_BYTES]
     if is_blank(head) and is_blank(leaf.data):
-        return
+        return None
     detected = sniff_content(head)
-    fmt = _choose_format(leaf, detected, forced)
-    if isinstance(fmt, Unreadable) or fmt is None:
-        if fmt is not None:
-            yield fmt
-        return
-    try:
-        if fmt is LogFormat.EVTX:
-            yield from read_evtx(leaf.source, leaf.data)
-        else:
-            yield from read_json(leaf.source, leaf.data, fmt)
-    except Exception as exc:  # noqa: BLE001 - a reader bug must not end the hunt
-        yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
-
-
-def _choose_format(leaf: Leaf, detected: LogFormat | None, forced: LogFormat | None) -> LogFormat | Unreadable | None:
-    """The leaf's format; an Unreadable to report; or None to skip silently."""
     if forced is not None:
         if forced.is_json and detected is LogFormat.EVTX:
             return Unreadable(leaf.source, "file", f"content is EVTX, not JSON (format_in={forced.value!r})")

@@ -94,12 +94,13 @@ def iter_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, bool] | Unre
             yield Unreadable(str(path), "file", "no such file or directory")
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path) -> list[Path]:
+    """All candidate files under ``root``, sorted by path (component-wise)."""
+    found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
-        for name in sorted(files):
-            if not _skip_name(name):
-                yield Path(folder) / name
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__MACOSX"]
+        found.extend(Path(folder) / name for name in files if not _skip_name(name))
+    return sorted(found)
 
 
 def _skip_name(name: str) -> bool:

@@ -1,11 +1,12 @@
 """Timestamp normalisation to ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
 
-One regular expression drives both the per-record Python function and the
-vectorised Polars expression, so the fast and slow readers agree exactly.
-Accepted: a date, ``T`` or a space, a time, optional fraction of any length
-(truncated, not rounded, to microseconds), and an optional ``Z``/``UTC`` or
-``+hh:mm``/``+hhmm`` offset.  Naive times are taken as UTC.  Anything else
-(or an impossible date) yields null: the raw field is still kept.
+One grammar drives both the per-record Python function and the vectorised
+Polars version, so the fast and slow readers agree exactly.  Accepted, after
+trimming blanks: a date, ``T`` or a space, a time, an optional fraction of
+any length (truncated, not rounded, to microseconds), and an optional
+``Z`` / ``UTC`` / ``+hh:mm`` / ``+hhmm`` zone (``2026-04-20T10:00:35.6466242Z
+UTC`` from the evtx package included).  Naive times are taken as UTC.
+Anything else, or an impossible date, yields null; the raw field is kept.
 """
 
 from __future__ import annotations
@@ -16,56 +17,56 @@ from datetime import datetime, timedelta
 import polars as pl
 
 TIMESTAMP_PATTERN = (
-    r"^\s*(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:[.,](?P<frac>[0-9]+))?\s*(?P<zone>[Zz]|UTC|[+-][0-9]{2}:?[0-9]{2})?(?:\s*UTC)?\s*$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(?:[.,][0-9]+)?\s*(?:[Zz]|UTC|[+-][0-9]{2}:?[0-9]{2})?(?:\s*UTC)?$"
 )
+_FRACTION = r"^[.,]([0-9]+)"
+_OFFSET = r"([+-][0-9]{2}):?([0-9]{2})(?:\s*UTC)?$"
 _REGEX = re.compile(TIMESTAMP_PATTERN)
+_FRACTION_RE = re.compile(_FRACTION)
+_OFFSET_RE = re.compile(_OFFSET)
 ISO_FORMAT_PY = "%Y-%m-%dT%H:%M:%S.%fZ"
 ISO_FORMAT_PL = "%Y-%m-%dT%H:%M:%S%.6fZ"
-
-
-def _offset_minutes(zone: str | None) -> int:
-    if not zone or zone[0] not in "+-":
-        return 0
-    digits = zone[1:].replace(":", "")
-    minutes = int(digits[:2]) * 60 + int(digits[2:4])
-    return -minutes if zone[0] == "-" else minutes
+_BLANKS = " \t\r\n"
 
 
 def iso_utc(value: object) -> str | None:
     """Normalise one timestamp string; None when it is not a timestamp."""
     if not isinstance(value, str):
         return None
-    match = _REGEX.match(value)
-    if match is None:
+    text = value.strip(_BLANKS)
+    if _REGEX.match(text) is None:
         return None
-    frac = (match["frac"] or "")[:6].ljust(6, "0")
+    fraction = _FRACTION_RE.match(text[19:])
+    digits = (fraction.group(1) if fraction else "")[:6].ljust(6, "0")
     try:
-        moment = datetime.strptime(f"{match['date']} {match['time']}.{frac}", "%Y-%m-%d %H:%M:%S.%f")
-        moment -= timedelta(minutes=_offset_minutes(match["zone"]))
+        moment = datetime.strptime(f"{text[:10]} {text[11:19]}.{digits}", "%Y-%m-%d %H:%M:%S.%f")
+        offset = _OFFSET_RE.search(text[19:])
+        if offset:
+            sign = -1 if offset.group(1).startswith("-") else 1
+            moment -= timedelta(minutes=sign * (abs(int(offset.group(1))) * 60 + int(offset.group(2))))
     except (ValueError, OverflowError):
         return None
     return moment.strftime(ISO_FORMAT_PY)
 
 
-def iso_utc_expr(expr: pl.Expr) -> pl.Expr:
-    """Vectorised :func:`iso_utc` over a String expression."""
-    parts = expr.str.extract_groups(TIMESTAMP_PATTERN)
-    frac = parts.struct.field("frac").fill_null("").str.slice(0, 6).str.pad_end(6, "0")
-    text = pl.concat_str(
-        [parts.struct.field("date"), pl.lit(" "), parts.struct.field("time"), pl.lit("."), frac]
-    )
-    moment = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
-    zone = parts.struct.field("zone").str.replace(":", "", literal=True)
-    signed = zone.str.starts_with("+") | zone.str.starts_with("-")
-    minutes = zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 60 + zone.str.slice(3, 2).cast(
-        pl.Int64, strict=False
-    )
-    offset = (
-        pl.when(signed & zone.str.starts_with("-"))
-        .then(-minutes)
-        .when(signed)
-        .then(minutes)
-        .otherwise(pl.lit(0, dtype=pl.Int64))
-    )
-    return (moment - pl.duration(minutes=offset)).dt.strftime(ISO_FORMAT_PL)
+def iso_utc_series(values: pl.Series) -> pl.Series:
+    """Vectorised :func:`iso_utc` over a String series.
+
+    Works on fixed character positions once the shape is validated, so each
+    value is scanned by a regex only once or twice.
+    """
+    text = values.str.strip_chars(_BLANKS)
+    frame = pl.DataFrame({"t": text})
+    valid = pl.col("t").str.contains(TIMESTAMP_PATTERN)
+    tail = pl.col("t").str.slice(19)
+    digits = tail.str.extract(_FRACTION, 1).fill_null("").str.slice(0, 6).str.pad_end(6, "0")
+    stamp = pl.concat_str([pl.col("t").str.slice(0, 10), pl.lit(" "), pl.col("t").str.slice(11, 8), pl.lit("."), digits])
+    moment = pl.when(valid).then(stamp).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+    if text.str.contains(r"[0-9][+-][0-9]{2}:?[0-9]{2}(?:\s*UTC)?$").any():
+        hours = tail.str.extract(_OFFSET, 1).cast(pl.Int64, strict=False)
+        minutes = tail.str.extract(_OFFSET, 2).cast(pl.Int64, strict=False)
+        sign = pl.when(tail.str.extract(_OFFSET, 1).str.starts_with("-")).then(-1).otherwise(1)
+        total = (hours.abs() * 60 + minutes) * sign
+        moment = moment - pl.duration(minutes=total.fill_null(0))
+    return frame.select(moment.dt.strftime(ISO_FORMAT_PL)).to_series().alias(values.name)

@@ -78,6 +78,7 @@ class CaseResult:
     reason: str
     test_name: str = ""
     target: str | None = None  # sample file or baseline path
+    info_file: str | None = None  # the info.yml a regression result comes from
     expected: int | None = None  # match_count from info.yml
     matches: int | None = None  # detections of this rule on the target
     known_fps: int = 0
@@ -94,6 +95,7 @@ class CaseResult:
         if self.target is not None:
             out["sample" if self.kind is Kind.REGRESSION else "baseline"] = self.target
         if self.kind is Kind.REGRESSION:
+            out["info_file"] = self.info_file
             out["expected"] = self.expected
             out["matches"] = self.matches
         if self.kind is Kind.BASELINE:

@@ -113,6 +113,26 @@ class ValueMatcher:
         self.automaton_cased = _automaton(cased_entries)
         return self
 
+    def prefilter_literals(self) -> tuple[list[str], list[str]] | None:
+        """Literals one of which every matching value contains (folded, cased); None if unknown.
+
+        Used to skip rows cheaply: a value can only satisfy a contains/startswith/endswith/
+        equals or hinted-glob predicate if it contains that predicate's literal.
+        """
+        if self.any_value or self.regexes or self.cidrs or self.compares or self.timeparts:
+            return None
+        if any(not hinted for _, _, _, hinted in self.globs):
+            return None
+        if "" in self.eq_fold or "" in self.eq_cased:
+            return None
+        folded = set(self.eq_fold) | set(self._automaton_words(self.automaton_fold))
+        cased = set(self.eq_cased) | set(self._automaton_words(self.automaton_cased))
+        return sorted(folded), sorted(cased)
+
+    @staticmethod
+    def _automaton_words(automaton: ahocorasick.Automaton | None) -> list[str]:
+        return [] if automaton is None else list(automaton.keys())
+
     def match_values(self, values: Sequence[str]) -> list[tuple[int, ...]]:
         """For each distinct value, the ids of the predicates it satisfies (cached)."""
         cache = self.cache
@@ -120,6 +140,7 @@ class ValueMatcher:
         if missing:
             if len(cache) + len(missing) > CACHE_LIMIT:
                 cache.clear()
+                missing = list(values)
             regex_hits = self._regex_hits(missing)
             for i, value in enumerate(missing):
                 cache[value] = self._match_one(value, regex_hits.get(i, ()))
@@ -129,10 +150,13 @@ class ValueMatcher:
         hits: dict[int, list[int]] = {}
         if not self.regexes:
             return hits
-        series = pl.Series(values, dtype=pl.String)
-        for pid, pattern in self.regexes:
-            mask = series.str.contains(pattern).to_numpy()
-            for i in np.flatnonzero(mask):
+        # One Polars query for all of the field's regexes: one pass into Rust, run in parallel.
+        frame = pl.DataFrame({"v": pl.Series(values, dtype=pl.String)})
+        result = frame.select(
+            [pl.col("v").str.contains(pattern).alias(str(n)) for n, (_, pattern) in enumerate(self.regexes)]
+        )
+        for n, (pid, _) in enumerate(self.regexes):
+            for i in np.flatnonzero(result.get_column(str(n)).fill_null(False).to_numpy()):
                 hits.setdefault(int(i), []).append(pid)
         return hits
 
