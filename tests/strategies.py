@@ -85,7 +85,7 @@ LOGSOURCES: tuple[dict[str, str], ...] = (
 
 #: Characters of literal text (rules and events). Frequent ones repeated; a few rare
 #: non-ASCII ones (windash dashes, case-folding oddities) and a newline.
-COMMON_CHARS = "aAaAbBxX1100  --/\\\\.:"
+COMMON_CHARS = "aAaAbBxXiK1100  --/\\\\.:"
 RARE_CHARS = "\u2013\u2014\u2015\n\u00e9\u00c9\u0130\u0131\u00df\u212a*?"
 NUMBER_TEXTS = (
     "0", "1", "5", "-1", "1.5", "10", "100", "4688", "7045", " 5 ", "0x10", "1e2",
@@ -103,6 +103,10 @@ NETWORKS = (
     "fe80::/10", "2001:db8::/32", "::/0",
 )
 NUMBERS = (0, 1, 5, -1, 10, 100, 1.5, 4688)
+#: Characters whose case folding differs between Python, Rust and PCRE (near-misses of a letter).
+CONFUSABLE = {
+    "i": "\u0130\u0131", "k": "\u212a", "s": "\u017f", "a": "\u00e0\u00c0", "b": "\u0299", "x": "\u00d7",
+}
 EVENT_TYPES = ("CreateKey", "createkey", "DeleteKey", "SetValue")
 
 
@@ -141,7 +145,7 @@ class Regex:
     witnesses: list[str]
 
 
-_REGEX_LITERALS = "aAbB1- /:"
+_REGEX_LITERALS = "aAbBiKs1- /:"
 
 
 @st.composite
@@ -495,7 +499,8 @@ def mutated(draw: Any, seed: str) -> str:
     """The seed, or a near miss of it."""
     s = seed
     for _ in range(draw(st.integers(0, 2))):
-        how = draw(st.sampled_from(["swapcase", "flip", "prefix", "suffix", "drop", "replace", "strip"]))
+        how = draw(st.sampled_from(["swapcase", "flip", "prefix", "suffix", "drop", "replace", "strip",
+                                    "newline", "confusable"]))
         i = draw(st.integers(0, max(len(s) - 1, 0)))
         if how == "swapcase":
             s = s.swapcase()
@@ -511,6 +516,12 @@ def mutated(draw: Any, seed: str) -> str:
             s = s[:i] + draw(_chars()) + s[i + 1:]
         elif how == "strip":
             s = s.strip()
+        elif how == "newline":
+            s = draw(st.sampled_from([s + "\n", "\n" + s, s[:i] + "\n" + s[i:]]))
+        elif how == "confusable":  # a character that case-folds like an ASCII letter, or nearly
+            j = next((k for k, c in enumerate(s) if c.lower() in CONFUSABLE), None)
+            if j is not None:
+                s = s[:j] + draw(st.sampled_from(CONFUSABLE[s[j].lower()])) + s[j + 1:]
     return s
 
 

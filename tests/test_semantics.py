@@ -7,7 +7,14 @@ import base64
 import pytest
 
 from sigmahunt.engines.embedded.compiler import RuleCompileError
+from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV
 from tests.conftest import compile_yaml, matching, rule
+
+
+@pytest.fixture(autouse=True, params=["hyperscan", "portable"])
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every behaviour holds with both multi-pattern scanners (Hyperscan and Aho-Corasick+RE2)."""
+    monkeypatch.setenv(USE_HYPERSCAN_ENV, "1" if request.param == "hyperscan" else "0")
 
 PATHS = [
     {"Image": r"C:\Windows\System32\cmd.exe"},  # 0
@@ -453,3 +460,32 @@ def test_catastrophic_regex_runs_in_linear_time() -> None:
     # A backtracking engine (Python's re) takes exponential time on this; ours is linear.
     events = [{"F": "a" * 50_000 + "!"}, {"F": "aaa"}]
     assert matching(r, events) == [1]
+
+
+def test_keywords_without_log_source_scan_every_field_and_fold_case() -> None:
+    r = rule("""
+        keywords:
+            - 'sekurlsa::'
+            - 'Kiwi Legit Printer'
+        condition: keywords
+    """)
+    events = [
+        {"Channel": "Security", "A": "x", "Message": "ran SEKURLSA::logonpasswords"},
+        {"Channel": "System", "B": "kiwi legit printer installed"},
+        {"Channel": "System", "B": "kiwi-legit printer"},
+        {"Channel": "Security", "A": "se\u212aurlsa::x"},  # KELVIN SIGN lowercases to 'k'
+        {"Channel": "Security", "A": "sekurlsa", "B": "::"},  # split across fields: no match
+    ]
+    assert matching(r, events) == [0, 1, 3]
+
+
+def test_empty_values_never_match_literals_but_match_empty_equality() -> None:
+    r = rule("""
+        sel:
+            - F|startswith: 'a'
+            - F|endswith: 'b'
+            - F|contains: 'c'
+            - F: 'x?y*'
+        condition: sel
+    """)
+    assert matching(r, [{"F": ""}, {"F": "ab"}, {"F": "xzy"}]) == [1, 2]

@@ -124,11 +124,15 @@ def run_hunt(
     cache_dir: Path | None | bool = None,
     progress: Progress | None = None,
     prepared: PreparedRules | None = None,
+    filters: Sequence[str | Path] = (),
 ) -> HuntResult:
-    """Run every rule over every event; see :func:`sigmahunt.hunt` for the DataFrame API."""
+    """Run every rule over every event; see :func:`sigmahunt.hunt` for the DataFrame API.
+
+    ``filters``: Sigma filter files or folders applied to the rules they target.
+    """
     started = time.perf_counter()
     progress = progress or Progress()
-    prepared = prepared or prepare_rules(rules, placeholders, cache_dir, selection)
+    prepared = prepared or prepare_rules(rules, placeholders, cache_dir, selection, filters=filters)
     runnable = prepared.runnable
     summary = HuntSummary(
         rules_loaded=len(prepared.compiled),
@@ -151,9 +155,15 @@ def run_hunt(
     if summary.events_read == 0 and summary.unreadable:
         raise NothingToHunt("no readable log: " + "; ".join(
             f"{u.source} ({u.position}): {u.reason}" for u in summary.unreadable[:5]))
-    summary.detections_by_level = level_counts(collector.records)
+    records = collector.records
+    if prepared.correlation_plan:  # correlations over the base detections; hides generate: false rules
+        from sigmahunt.correlation import apply_plan
+
+        records = apply_plan(prepared.correlation_plan, records)
+        summary.detections = len(records)
+    summary.detections_by_level = level_counts(records)
     summary.seconds = time.perf_counter() - started
-    return HuntResult(collector.records, summary, prepared)
+    return HuntResult(records, summary, prepared)
 
 
 def _first_failures(prepared: PreparedRules) -> str:
@@ -174,23 +184,73 @@ def _hunted_batches(
     if not logs:
         for source in sorted(store.sources.values(), key=lambda s: s.path):
             _count_unreadable(summary, source.unreadable)
-        yield from store.iter_batches()
+        yield from coalesce(store.iter_batches())
         return
     files = expand_log_paths(logs)
-    missing = [f for f in files if not f.exists()]
-    for path in missing:
-        summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
+    for path in files:
+        if not path.exists():
+            summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
+            summary.events_unreadable += 1
     files = [f for f in files if f.exists()]
     progress.total_bytes(sum(f.stat().st_size for f in files))
+    if store.temporary:
+        # One reader over every file: it overlaps reading with hunting and packs small
+        # files into full batches (per-batch costs are paid per batch, not per file).
+        yield from _read_all(files, summary, format_in, progress)
+        return
+    yield from coalesce(_per_file_batches(files, store, summary, format_in, progress))
+
+
+def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,
+              progress: Progress) -> Iterator[pl.DataFrame]:
+    for item in read_logs(files, format_in=format_in):
+        if isinstance(item, Unreadable):
+            _record_unreadable(summary, item)
+        elif item.frame.height:
+            progress.on_bytes(0)
+            yield item.frame
+
+
+def _per_file_batches(files: list[Path], store: EventStore, summary: HuntSummary, format_in: str | None,
+                      progress: Progress) -> Iterator[pl.DataFrame]:
     for path in files:
         progress.on_file(str(path))
-        digest = file_digest(path) if not store.temporary else ""
-        if not store.temporary and store.is_current(str(path), digest):
+        digest = file_digest(path)
+        if store.is_current(str(path), digest):
             _count_unreadable(summary, store.sources[str(path)].unreadable)
             yield from store.iter_batches([str(path)])
         else:
             yield from _ingest_file(path, digest, store, summary, format_in)
         progress.on_bytes(path.stat().st_size)
+
+
+#: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for memory.
+BATCH_ROWS = 50_000
+
+
+def coalesce(frames: Iterable[pl.DataFrame], rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """Pack small frames (one per small file) into batches of about ``rows`` rows."""
+    pending: list[pl.DataFrame] = []
+    count = 0
+    for frame in frames:
+        pending.append(frame)
+        count += frame.height
+        if count >= rows:
+            yield _concat(pending)
+            pending, count = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="diagonal").rechunk()
+
+
+def _record_unreadable(summary: HuntSummary, item: Unreadable) -> None:
+    summary.unreadable.append(UnreadableRecord(item.source, item.position, item.reason))
+    summary.events_unreadable += 1
 
 
 def _ingest_file(
@@ -199,8 +259,7 @@ def _ingest_file(
     writer = None if store.temporary else store.begin_source(str(path), digest)
     for item in read_logs([path], format_in=format_in):
         if isinstance(item, Unreadable):
-            summary.unreadable.append(UnreadableRecord(item.source, item.position, item.reason))
-            summary.events_unreadable += 1
+            _record_unreadable(summary, item)
             if writer:
                 writer.add_unreadable(item.position, item.reason, item.source)
         elif isinstance(item, EventBatch) and item.frame.height:

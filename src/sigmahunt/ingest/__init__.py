@@ -4,20 +4,51 @@ Public contract (relied upon by the engine)::
 
     from sigmahunt.ingest import read_logs, EventBatch, Unreadable, LogFormat, detect_format
 
-* ``read_logs(paths, format_in=None, batch_size=50_000)`` yields
-  :class:`EventBatch` (a Polars frame, every column String) and
-  :class:`Unreadable` (one per record/chunk/file that could not be read).
-* Every batch has ``_source``, ``_position``, ``_timestamp`` first, then the
-  normalised System columns (``Channel``, ``EventID``, ``Computer``,
-  ``EventRecordID``, ``Provider_Name``, ...), then event data fields by name.
-* Nothing is lost: events in batches + Unreadable records == records in.
+    for item in read_logs(["logs/", "more.evtx"], format_in=None, batch_size=50_000):
+        if isinstance(item, EventBatch):
+            item.frame            # polars.DataFrame, every column pl.String
+        else:
+            item.source, item.position, item.reason   # an Unreadable
 
-See ``formats`` (detection), ``sources`` (files, folders, gzip, zip),
-``evtx_reader``, ``json_reader`` and ``normalise`` for the details.
+Inputs: EVTX; evtx_dump JSON (concatenated/pretty objects, JSON lines or a
+JSON array); flat JSON lines (OTRF Security-Datasets, HELK, nxlog); and
+Winlogbeat / Elastic Agent ECS documents (nested or dotted keys, optionally
+wrapped in an Elasticsearch ``_source``).  Any of them may be gzipped or in
+zip archives (nested too); members are read in memory, never extracted.
+
+Columns of every batch:
+
+* ``_source`` (path, ``a.zip!member.json`` for members), ``_position``
+  (``line N`` for JSON lines, ``record N`` for concatenated objects/arrays,
+  ``record <event_record_id>`` for EVTX; 1-based), ``_timestamp`` (UTC,
+  ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; naive source times are taken as UTC);
+* the System columns present, in this order: ``Channel``, ``EventID``,
+  ``Computer``, ``EventRecordID``, ``Provider_Name``, ``Provider_Guid``,
+  ``Provider_EventSourceName``, ``EventID_Qualifiers``, ``Version``,
+  ``Level``, ``Task``, ``Opcode``, ``Keywords``, ``TimeCreated`` (ISO, as
+  ``_timestamp``), ``Correlation_ActivityID``, ``Correlation_RelatedActivityID``,
+  ``Execution_ProcessID``, ``Execution_ThreadID``, ``Security_UserID``;
+* then every other field, sorted by name: EventData by its ``Name``,
+  unnamed ``<Data>`` as ``Data`` / ``Data_1..n``, UserData leaves by their
+  own name, flat JSON keys as they are (aliases such as Hostname->Computer
+  are *added*), ECS fields dotted (``process.executable``) with
+  ``winlog.event_data.X`` as ``X``.  A name clash never drops a value: the
+  later field keeps its dotted path (``EventData.Level``,
+  ``UserData.X.Param1``, ``winlog.event_data.Channel``); data keys named like
+  a metadata column get ``#original`` appended.
+
+Values: ints in decimal, floats via ``repr``, booleans ``true``/``false``,
+JSON null as null, lists/objects as compact JSON.  Well-known channel names
+get their canonical case (``security`` -> ``Security``).
+
+Nothing is lost: for every input, events in batches + Unreadable records ==
+records in the input.  See ``formats`` (detection and what is skipped),
+``sources`` (files, folders, gzip, zip, bomb guard), ``evtx_reader``,
+``json_reader`` (fast and slow paths, non-UTF-8 policy) and ``normalise``.
 """
 
 from .formats import LogFormat, detect_format
 from .model import METADATA_COLUMNS, EventBatch, Unreadable
 from .reader import read_logs
 
-__all__ = ["EventBatch", "LogFormat", "METADATA_COLUMNS", "Unreadable", "detect_format", "read_logs"]
+__all__ = ["METADATA_COLUMNS", "EventBatch", "LogFormat", "Unreadable", "detect_format", "read_logs"]

@@ -19,6 +19,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import orjson
 import polars as pl
@@ -188,7 +189,7 @@ def read_evtx(source: str, data: bytes) -> Iterator[pl.DataFrame | Unreadable]:
     yield from ledger.missing(source)
 
 
-def _row(source: str, item: dict) -> dict[str, str | None] | Unreadable:
+def _row(source: str, item: dict[str, Any]) -> dict[str, str | None] | Unreadable:
     record_id = item["event_record_id"]
     position = f"record {record_id}"
     try:
@@ -216,7 +217,7 @@ class PyEvtxRecords:
 
         self._iterator = PyEvtxParser(io.BytesIO(data)).records_json()
 
-    def __iter__(self) -> Iterator[dict | str]:
+    def __iter__(self) -> Iterator[dict[str, Any] | str]:
         errors_in_a_row = 0
         while errors_in_a_row < _MAX_CONSECUTIVE_ERRORS:
             try:
@@ -228,4 +229,4 @@ class PyEvtxRecords:
                 yield str(exc)
                 continue
             errors_in_a_row = 0
-            yield item
+            yield cast(dict[str, Any], item)

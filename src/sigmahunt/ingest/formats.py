@@ -4,8 +4,8 @@ Detection policy (documented here because the engine and CLI rely on it):
 
 * Content wins over the file name.  The first bytes decide: ``ElfFile\\0`` is
   EVTX, ``1f 8b`` is gzip, ``PK\\3\\4`` (or an empty-archive ``PK\\5\\6``) is
-  zip, and a first non-blank character ``{`` or ``[`` (after an optional
-  UTF-8/UTF-16 byte-order mark) is JSON.
+  zip, and, after an optional UTF-8/UTF-16 byte-order mark and blanks, ``{``
+  followed by ``"`` or ``}``, or ``[`` followed by ``{`` or ``]``, is JSON.
 * Only when the content is inconclusive (empty, or binary that matches no
   magic) does the extension decide, so that a damaged ``x.evtx`` is still
   handed to the EVTX reader, which then reports *why* it is unreadable.
@@ -115,10 +115,17 @@ _SUFFIX_FORMATS: dict[str, LogFormat] = {
 #: A file named explicitly by the caller is never skipped silently.
 NON_LOG_SUFFIXES: frozenset[str] = frozenset(
     {
-        ".yml", ".yaml", ".md", ".markdown", ".rst", ".html", ".htm", ".css",
-        ".js", ".py", ".pyc", ".toml", ".ini", ".cfg", ".conf", ".sh", ".ps1",
-        ".bat", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".pdf",
-        ".doc", ".docx",
+        # rules, docs and web
+        ".yml", ".yaml", ".md", ".markdown", ".rst", ".html", ".htm", ".css", ".pdf", ".doc", ".docx",
+        # images and fonts
+        ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".woff", ".woff2", ".ttf",
+        # configuration
+        ".toml", ".ini", ".cfg", ".conf", ".properties", ".options", ".lock", ".mf",
+        # source code, scripts, notebooks
+        ".py", ".pyi", ".pyc", ".ipynb", ".js", ".ts", ".jsx", ".tsx", ".java", ".c", ".h", ".cpp",
+        ".hpp", ".rs", ".go", ".rb", ".pl", ".php", ".cs", ".sh", ".ps1", ".psm1", ".bat", ".cmd",
+        # binaries and packages
+        ".class", ".jar", ".war", ".whl", ".so", ".dll", ".exe", ".pyd", ".o", ".a",
     }
 )  # fmt: skip
 
@@ -159,11 +166,23 @@ def sniff_content(head: bytes) -> LogFormat | None:
         return LogFormat.ZIP
     if head.startswith(UTF16_BOMS):
         text = head[2:].decode("utf-16-le" if head[:2] == b"\xff\xfe" else "utf-16-be", "ignore")
-        return LogFormat.JSON if text.lstrip()[:1] in ("{", "[") else None
-    body = strip_bom(head).lstrip(_BLANK)
-    if body and body[0] in _JSON_STARTS:
-        return LogFormat.JSON
-    return None
+        return LogFormat.JSON if _looks_like_json(text.lstrip().encode("utf-8")) else None
+    return LogFormat.JSON if _looks_like_json(strip_bom(head).lstrip(_BLANK)) else None
+
+
+def _looks_like_json(body: bytes) -> bool:
+    """An object (``{`` then ``"`` or ``}``) or an array of objects.
+
+    Checking the second token keeps INI sections (``[section]``) and other
+    bracketed text from passing for JSON.
+    """
+    if not body or body[0] not in _JSON_STARTS:
+        return False
+    rest = body[1:].lstrip(_BLANK)
+    if not rest:
+        return True  # cut short by the sniff window
+    follows = b'"}' if body[0] == ord("{") else b"{]"
+    return rest[0] in follows
 
 
 def is_blank(head: bytes) -> bool:

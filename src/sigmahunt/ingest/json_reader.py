@@ -7,13 +7,20 @@ lines is, alone, a complete JSON object.
 
 Fast path (JSON lines of flat records, i.e. the big Security-Datasets
 corpora): Polars infers the union schema, then re-reads every top-level
-field as a String (ints keep their exact digits), nested values are
-re-encoded as compact JSON, and the normalised columns are derived with
-expressions.  It declines (returns None) whenever its output could differ
-from the slow path: a bad line, floats anywhere in the schema (Polars would
-print ``2.0`` as ``2``), escaped UTF-16 surrogates, non-flat record shapes,
-or a row count that does not match the non-blank line count.  The caller
-then uses the slow path, which reports bad lines one by one.
+scalar field as a String (ints keep their exact digits); objects/arrays are
+taken from the raw lines with a JSON path and re-encoded exactly as the
+slow path does; the normalised columns are derived with expressions.  It
+declines (returns None) whenever its output could differ from the slow
+path: a bad line, any float in the schema (Polars prints ``2.0`` as ``2``
+and does not always round floats correctly), escaped lone UTF-16
+surrogates, non-flat record shapes, a String field that mixes strings with
+objects/arrays, integers beyond 64 bits in a file with nested values, or a
+row count that differs from the non-blank line count.  The caller then uses
+the slow path, which reports bad lines one by one.  One known divergence
+remains: a top-level field mixing floats *and* strings is inferred as
+String, and a float there is printed by Polars (``2`` for ``2.0``, and
+possibly a last-digit difference) rather than by ``repr``; Windows event
+logs carry no floats (the OTRF corpus has none).
 
 Non-UTF-8 bytes are decoded with U+FFFD replacement and the record is kept:
 losing a whole event to one bad byte is worse for hunting than one replaced
@@ -27,18 +34,21 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import polars as pl
 
-from .fields import FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, CHANNEL_CANONICAL, order_columns
+from .fields import CHANNEL_CANONICAL, FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, order_columns
 from .formats import UTF16_BOMS, LogFormat, strip_bom
 from .frames import ColumnBuilder
 from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable
-from .normalise import ShapeError, normalise_record
+from .normalise import ShapeError, normalise_record, to_str
 from .timestamps import iso_utc_series
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 Output = pl.DataFrame | Unreadable
 
@@ -53,6 +63,9 @@ _NON_FLAT_KEYS = frozenset({"Event", "winlog", "_source"})
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_LAYOUT_PROBE = 5
+#: An integer of 20+ digits in value position (it may exceed 64 bits).
+_LONG_INT = re.compile(rb"[:,\[]\s*-?[0-9]{20}")
+_NON_BLANK = re.compile(rb"[^ \t\r\n]")
 
 
 # --------------------------------------------------------------------------
@@ -124,15 +137,15 @@ def to_utf8(data: bytes) -> bytes:
 
 def detect_layout(data: bytes) -> str:
     """'empty', 'array', 'lines' or 'concatenated' (see module docstring)."""
-    body = data.lstrip()
-    if not body:
+    first = _NON_BLANK.search(data)
+    if first is None:
         return "empty"
-    if body[:1] == b"[":
+    start = first.start()
+    if data[start : start + 1] == b"[":
         return "array"
-    start = 0
     for _ in range(_LINE_LAYOUT_PROBE):
-        end = body.find(b"\n", start)
-        line = body[start:] if end < 0 else body[start:end]
+        end = data.find(b"\n", start)
+        line = data[start:] if end < 0 else data[start:end]
         if line.strip() and type(_loads(line)[0]) is dict:
             return "lines"
         if end < 0:
@@ -148,22 +161,29 @@ def detect_layout(data: bytes) -> str:
 def _loads(raw: bytes | str) -> tuple[Any, str | None]:
     """Decode one JSON text; returns (value, None) or (None, error).
 
-    Invalid UTF-8 is replaced (U+FFFD) rather than dropping the record;
-    escaped lone surrogates, which orjson rejects, are also replaced.
+    orjson first.  Integers of 20+ digits go to the stdlib instead, which
+    keeps them exact (orjson turns integers beyond 64 bits into floats).
+    Invalid UTF-8 is replaced (U+FFFD) rather than dropping the record, as
+    are escaped lone surrogates; raw control characters inside strings are
+    tolerated (Polars tolerates them too, and the record is worth keeping).
     """
-    try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError as exc:
-        error = str(exc)
+    exact = _LONG_INT.search(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
+    error: str | None = None
+    if not exact:
+        try:
+            return orjson.loads(raw), None
+        except orjson.JSONDecodeError as exc:
+            error = str(exc)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if not exact:
+        try:
+            return orjson.loads(text), None
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(text), None
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return None, error
+        value = json.loads(text, strict=False)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return None, error or _describe(exc)
     return _scrub_surrogates(value), None
 
 
@@ -221,25 +241,46 @@ def _line_records(source: str, chunk: bytes, first_line: int) -> Iterator[tuple[
 
 
 def _concatenated_records(source: str, data: bytes) -> Iterator[tuple[str, Any]]:
-    text = data.decode("utf-8", "replace")
+    """Concatenated objects, as evtx_dump writes them.
+
+    A top-level object starts with ``{`` at the start of a line (nested ones
+    are indented, and JSON strings cannot hold raw newlines), so the text is
+    cut there and each piece goes to orjson; a piece that does not decode
+    as one value (odd formatting or damage) is walked with ``raw_decode``.
+    """
+    ordinal = 0
+    pieces = data.split(b"\n{")
+    for index, piece in enumerate(pieces):
+        if index:
+            piece = b"{" + piece
+        elif not piece.strip():
+            continue
+        value, error = _loads(piece)
+        if error is None:
+            ordinal += 1
+            yield f"record {ordinal}", value
+            continue
+        for value in _raw_decode_all(source, piece.decode("utf-8", "replace")):
+            ordinal += 1
+            if isinstance(value, Unreadable):
+                value = Unreadable(source, f"record {ordinal}", value.reason)
+            yield f"record {ordinal}", value
+
+
+def _raw_decode_all(source: str, text: str) -> Iterator[Any]:
+    """Values of a text holding several JSON values; stops at damage."""
     decoder = json.JSONDecoder()
-    pos, ordinal = 0, 0
+    pos = 0
     while True:
         pos = _skip_blank(text, pos)
         if pos >= len(text):
             return
-        ordinal += 1
-        position = f"record {ordinal}"
         try:
             value, pos = decoder.raw_decode(text, pos)
         except (json.JSONDecodeError, RecursionError) as exc:
-            yield position, Unreadable(source, position, f"invalid JSON: {_describe(exc)}")
-            resume = text.find("\n{", pos + 1)
-            if resume < 0:
-                return
-            pos = resume + 1
-            continue
-        yield position, _scrub_surrogates(value)
+            yield Unreadable(source, "", f"invalid JSON: {_describe(exc)}")
+            return
+        yield _scrub_surrogates(value)
 
 
 def _array_records(source: str, data: bytes) -> Iterator[tuple[str, Any]]:
@@ -262,9 +303,11 @@ def _array_records_incremental(source: str, text: str) -> Iterator[tuple[str, An
     ordinal = 0
     while True:
         pos = _skip_blank(text, pos)
-        if pos >= len(text) or text[pos] == "]":
-            if pos >= len(text):
-                yield f"record {ordinal + 1}", Unreadable(source, f"record {ordinal + 1}", "JSON array is truncated (no closing ']')")
+        if pos >= len(text):
+            reason = "JSON array is truncated (no closing ']'): elements after the cut, if any, are lost"
+            yield "file", Unreadable(source, "file", reason)
+            return
+        if text[pos] == "]":
             return
         ordinal += 1
         position = f"record {ordinal}"
@@ -347,15 +390,54 @@ def fast_flat_frame(source: str, chunk: LineChunk | bytes, first_line: int = 1) 
         chunk = LineChunk(first_line, chunk, chunk.count(b"\n"), fast_path_schema(chunk))
     if chunk.schema is None:
         return None
+    nested = [name for name, dtype in chunk.schema.items() if dtype.is_nested()]
+    scalars = {name: pl.String for name, dtype in chunk.schema.items() if not dtype.is_nested()}
     try:
-        frame = pl.read_ndjson(io.BytesIO(chunk.data), schema={name: pl.String for name in chunk.schema})
+        frame = pl.read_ndjson(io.BytesIO(chunk.data), schema=scalars or {"\x00none": pl.String})
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
     lines = nonblank_line_numbers(chunk, frame.height)
-    if lines is None:
+    if lines is None or _hides_nested_values(frame, chunk.schema, chunk.data):
         return None
-    nested = [name for name, dtype in chunk.schema.items() if dtype.is_nested()]
-    return normalise_flat_frame(_compact_nested(frame, nested), source, lines)
+    if nested:
+        base = frame.select(list(scalars)) if scalars else pl.DataFrame(height=frame.height)
+        with_nested = _with_nested_columns(base, chunk, nested)
+        if with_nested is None:
+            return None
+        frame = with_nested
+    names = chunk.schema.names()
+    frame = frame.select(names) if names else pl.DataFrame(height=frame.height)
+    return normalise_flat_frame(frame, source, lines)
+
+
+def _with_nested_columns(frame: pl.DataFrame, chunk: LineChunk, nested: list[str]) -> pl.DataFrame | None:
+    """Objects and arrays, as compact JSON identical to the slow path's.
+
+    Polars' own String rendering of nested values does not escape strings
+    (``C:\\temp`` would come back with a tab), so each nested field is taken
+    from the raw line with a JSON path, then re-encoded like the slow path
+    does; nested values repeat a lot (``tags``), so only distinct ones are.
+    """
+    if any("'" in name or "\\" in name for name in nested):
+        return None
+    raw = [line for line in chunk.data.split(b"\n") if line.strip()]
+    try:
+        lines = pl.Series(raw, dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return None
+    if lines.len() != frame.height or lines.str.contains(_LONG_INT.pattern.decode()).any():
+        return None  # JSON paths turn integers beyond 64 bits into floats
+    columns = []
+    for name in nested:
+        values = lines.str.json_path_match(f"$['{name}']")
+        mapping = {}
+        for text in values.drop_nulls().unique().to_list():
+            value, error = _loads(text)
+            if error is not None or _contains_float(value):  # Polars' floats may be off
+                return None
+            mapping[text] = to_str(value)
+        columns.append(values.replace_strict(mapping, default=None, return_dtype=pl.String).alias(name))
+    return frame.with_columns(columns)
 
 
 def _fast_path_schema(schema: pl.Schema) -> bool:
@@ -364,10 +446,12 @@ def _fast_path_schema(schema: pl.Schema) -> bool:
         return False
     if any(name in (SOURCE_COL, POSITION_COL, TIMESTAMP_COL) for name in names):
         return False
+    # Polars prints a float 2.0 read as String as "2", and its float parsing
+    # is not always correctly rounded: any float goes the slow way.
     return not any(_has_float(dtype) for dtype in schema.values())
 
 
-def _has_float(dtype: pl.DataType) -> bool:
+def _has_float(dtype: PolarsDataType) -> bool:
     if dtype.is_float() or dtype.is_decimal():
         return True
     if isinstance(dtype, pl.Struct):
@@ -377,20 +461,41 @@ def _has_float(dtype: pl.DataType) -> bool:
     return False
 
 
-def _compact_nested(frame: pl.DataFrame, nested: list[str]) -> pl.DataFrame:
-    """Polars prints nested values as spaced JSON; re-encode them compactly.
+def _contains_float(value: Any) -> bool:
+    if type(value) is float:
+        return True
+    if type(value) is list:
+        return any(_contains_float(v) for v in value)
+    if type(value) is dict:
+        return any(_contains_float(v) for v in value.values())
+    return False
 
-    Nested values repeat a lot (e.g. ``tags``), so only distinct ones go
-    through orjson.
+
+def _hides_nested_values(frame: pl.DataFrame, schema: pl.Schema, data: bytes) -> bool:
+    """True when a String column may mix strings with objects/arrays.
+
+    Polars infers String for such a mix and prints the nested values as
+    spaced JSON, indistinguishable from strings that look like JSON.  Only
+    when a String column has a value starting like rendered JSON are the
+    raw bytes checked for that key followed by an object or array.
     """
-    if not nested:
-        return frame
-    replacements = []
-    for name in nested:
-        distinct = frame.get_column(name).drop_nulls().unique().to_list()
-        mapping = {text: orjson.dumps(orjson.loads(text)).decode() for text in distinct}
-        replacements.append(pl.col(name).replace_strict(mapping, default=None, return_dtype=pl.String))
-    return frame.with_columns(replacements)
+    strings = [name for name, dtype in schema.items() if dtype == pl.String]
+    if not strings:
+        return False
+    looks_nested = frame.select(
+        (pl.col(name).str.starts_with('{"') | pl.col(name).str.starts_with("[") | (pl.col(name) == "{}"))
+        .any()
+        .alias(name)
+        for name in strings
+    ).row(0, named=True)
+    for name, suspicious in looks_nested.items():
+        if not suspicious:
+            continue
+        if not (name.isascii() and name.isprintable()) or '"' in name or "\\" in name:
+            return True
+        if re.search(rb'"' + re.escape(name.encode()) + rb'"\s*:\s*[\[{]', data):
+            return True
+    return False
 
 
 def nonblank_line_numbers(chunk: LineChunk, rows: int) -> np.ndarray | None:
@@ -412,7 +517,7 @@ def nonblank_line_numbers(chunk: LineChunk, rows: int) -> np.ndarray | None:
 def normalise_flat_frame(frame: pl.DataFrame, source: str, lines: np.ndarray) -> pl.DataFrame:
     """Vectorised twin of :func:`normalise.normalise_flat`."""
     columns = set(frame.columns)
-    derived: list[pl.Expr] = [
+    derived: list[pl.Expr | pl.Series] = [
         pl.lit(source, dtype=pl.String).alias(SOURCE_COL),
         pl.concat_str([pl.lit("line "), pl.Series(lines).cast(pl.String)]).alias(POSITION_COL),
         _timestamp_series(frame).alias(TIMESTAMP_COL),

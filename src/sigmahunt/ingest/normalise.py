@@ -16,6 +16,7 @@ later one is stored under its dotted path (``EventData.Level``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -33,12 +34,13 @@ from .fields import (
     canonical_channel,
 )
 from .formats import LogFormat
-from .model import TIMESTAMP_COL
+from .model import METADATA_COLUMNS, TIMESTAMP_COL
 from .timestamps import iso_utc
 
 Row = dict[str, str | None]
 TEXT = "#text"
 ATTRS = "#attributes"
+_METADATA_KEYS = frozenset(METADATA_COLUMNS)
 
 
 class ShapeError(ValueError):
@@ -53,7 +55,7 @@ def to_str(value: Any) -> str | None:
     """
     kind = type(value)
     if kind is str:
-        return value
+        return value  # type: ignore[no-any-return]
     if value is None:
         return None
     if kind is bool:
@@ -70,9 +72,7 @@ def to_str(value: Any) -> str | None:
 def _dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
-    except TypeError:  # integers beyond 64 bits
-        import json
-
+    except TypeError:  # integers beyond 64 bits: same compact form from the stdlib
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -116,6 +116,8 @@ def normalise_record(record: Any, forced: LogFormat | None) -> Row:
     if type(record) is not dict:
         raise ShapeError(f"not a JSON object but {type(record).__name__}")
     record = unwrap_es_hit(record)
+    if not _METADATA_KEYS.isdisjoint(record):  # never let data overwrite metadata
+        record = {(f"{k}#original" if k in _METADATA_KEYS else k): v for k, v in record.items()}
     shape = forced if forced in _NORMALISERS else classify(record)
     return _NORMALISERS[shape](record)
 
@@ -155,20 +157,40 @@ def normalise_evtx_json(record: dict[str, Any]) -> Row:
 
 def _flatten_system(system: dict[str, Any], row: Row) -> None:
     for key, value in system.items():
-        if value is None:  # e.g. "Correlation": null carries nothing
-            continue
-        if type(value) is not dict:
+        kind = type(value)
+        if kind is str:
+            row[key] = value
+        elif kind is int:
+            row[key] = str(value)
+        elif kind is dict:
+            _flatten_system_element(key, value, row)
+        elif value is not None:  # e.g. "Correlation": null carries nothing
             row[key] = to_str(value)
-            continue
-        if TEXT in value:
-            row[key] = to_str(value[TEXT])
-        for sub, subvalue in value.items():
-            if sub == ATTRS and type(subvalue) is dict:
-                for attr, attr_value in subvalue.items():
-                    name = SYSTEM_ATTRIBUTE_RENAMES.get((key, attr), f"{key}_{attr}")
-                    row[name] = to_str(attr_value)
-            elif sub != TEXT:
-                row[f"{key}_{sub}"] = to_str(subvalue)
+
+
+def _flatten_system_element(key: str, value: dict[str, Any], row: Row) -> None:
+    """``{"#text": t, "#attributes": {...}}`` -> ``key`` and ``key_attr``."""
+    for sub, subvalue in value.items():
+        if sub == ATTRS and type(subvalue) is dict:
+            for attr, attr_value in subvalue.items():
+                row[_system_name(key, attr)] = attr_value if type(attr_value) is str else to_str(attr_value)
+        elif sub == TEXT:
+            row[key] = to_str(subvalue)
+        else:
+            row[f"{key}_{sub}"] = to_str(subvalue)
+
+
+_SYSTEM_NAMES: dict[tuple[str, str], str] = {}
+
+
+def _system_name(key: str, attr: str) -> str:
+    """``Element_Attribute`` unless renamed; memoised (a handful of names)."""
+    name = _SYSTEM_NAMES.get((key, attr))
+    if name is None:
+        name = SYSTEM_ATTRIBUTE_RENAMES.get((key, attr), f"{key}_{attr}")
+        if len(_SYSTEM_NAMES) < 4096:
+            _SYSTEM_NAMES[(key, attr)] = name
+    return name
 
 
 def _flatten_event_data(data: Any, row: Row) -> None:
@@ -178,7 +200,14 @@ def _flatten_event_data(data: Any, row: Row) -> None:
         _put(row, "EventData", to_str(data), "EventData.#value")
         return
     for key, value in data.items():
-        if key == ATTRS and type(value) is dict:
+        kind = type(value)
+        if (kind is str or kind is int or value is None) and key != TEXT:  # common case, inlined
+            text = value if kind is str else (None if value is None else str(value))
+            if key in row:
+                row[f"EventData.{key}"] = text
+            else:
+                row[key] = text
+        elif key == ATTRS and kind is dict:
             for attr, attr_value in value.items():
                 _put(row, f"EventData_{attr}", to_str(attr_value), f"EventData.#attributes.{attr}")
         elif key == "Data":
@@ -249,11 +278,17 @@ def _collect_leaves(node: Any, path: str, name: str, out: list[tuple[str, str, s
 
 def flatten_dotted(value: Any, prefix: str, out: Row) -> None:
     """Nested objects to dotted keys; lists and scalars become leaf values."""
-    if type(value) is dict and value:
-        for key, sub in value.items():
-            flatten_dotted(sub, f"{prefix}.{key}" if prefix else key, out)
-    else:
+    if type(value) is not dict or not value:
         out[prefix] = to_str(value)
+        return
+    for key, sub in value.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if type(sub) is str:
+            out[name] = sub
+        elif type(sub) is dict and sub:
+            flatten_dotted(sub, name, out)
+        else:
+            out[name] = to_str(sub)
 
 
 # --------------------------------------------------------------------------
@@ -291,9 +326,28 @@ def first_timestamp(row: Row, fields: tuple[str, ...]) -> str | None:
 
 
 def normalise_winlogbeat(record: dict[str, Any]) -> Row:
-    """System fields from winlog.*, event data by name, the rest dotted."""
-    flat: Row = {}
-    flatten_dotted(record, "", flat)
+    """System fields from winlog.*, event data by name, the rest dotted.
+
+    Documents may be nested (``{"winlog": {"event_data": {...}}}``) or use
+    dotted keys (``"winlog.event_data.Image"``); both give the same row.
+    """
+    flat: Row = {}  # every non-data field, dotted
+    data: list[tuple[str, str, str | None]] = []  # (dotted path, name, value)
+    for key, value in record.items():
+        if key == "winlog" and type(value) is dict:
+            for sub, subvalue in value.items():
+                path = f"winlog.{sub}"
+                if sub == "event_data" or sub == "user_data":
+                    _collect_winlog_data(subvalue, path, data)
+                else:
+                    flatten_dotted(subvalue, path, flat)
+        elif key.startswith(_WINLOG_DATA_PREFIXES):
+            leaf: Row = {}
+            flatten_dotted(value, key, leaf)
+            for path, text in leaf.items():
+                data.append((path, _winlog_data_name(path), text))
+        else:
+            flatten_dotted(value, key, flat)
     row: Row = {}
     for source, target in WINLOGBEAT_FIELDS:
         if flat.get(source) is not None:
@@ -301,23 +355,34 @@ def normalise_winlogbeat(record: dict[str, Any]) -> Row:
     for target, source in WINLOGBEAT_FALLBACKS:
         if row.get(target) is None and flat.get(source) is not None:
             row[target] = flat[source]
-    data_keys = [k for k in flat if k.startswith((WINLOGBEAT_EVENT_DATA_PREFIX, WINLOGBEAT_USER_DATA_PREFIX))]
-    others = {k: v for k, v in flat.items() if not k.startswith((WINLOGBEAT_EVENT_DATA_PREFIX, WINLOGBEAT_USER_DATA_PREFIX))}
-    for key in data_keys:
-        if key.startswith(WINLOGBEAT_EVENT_DATA_PREFIX):
-            name = key[len(WINLOGBEAT_EVENT_DATA_PREFIX) :]
+    for path, name, text in data:
+        if name in row or name in flat:
+            row[path] = text
         else:
-            name = key.rsplit(".", 1)[-1]
-        if name in row or name in others:
-            row[key] = flat[key]
-        else:
-            row[name] = flat[key]
-    for key, value in others.items():
-        _put(row, key, value, f"{key}#original")
+            row[name] = text
+    for key, text in flat.items():
+        _put(row, key, text, f"{key}#original")
     if "Channel" in row:
         row["Channel"] = canonical_channel(row["Channel"])
     row[TIMESTAMP_COL] = first_timestamp(flat, WINLOGBEAT_TIMESTAMP_FIELDS)
     return row
+
+
+_WINLOG_DATA_PREFIXES = (WINLOGBEAT_EVENT_DATA_PREFIX, WINLOGBEAT_USER_DATA_PREFIX)
+
+
+def _collect_winlog_data(value: Any, path: str, out: list[tuple[str, str, str | None]]) -> None:
+    leaves: Row = {}
+    flatten_dotted(value, path, leaves)
+    for leaf_path, text in leaves.items():
+        out.append((leaf_path, _winlog_data_name(leaf_path), text))
+
+
+def _winlog_data_name(path: str) -> str:
+    """event_data fields keep their (relative) name, user_data their leaf name."""
+    if path.startswith(WINLOGBEAT_EVENT_DATA_PREFIX):
+        return path[len(WINLOGBEAT_EVENT_DATA_PREFIX) :]
+    return path.rsplit(".", 1)[-1]
 
 
 _NORMALISERS: dict[LogFormat, Callable[[dict[str, Any]], Row]] = {

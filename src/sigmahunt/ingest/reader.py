@@ -13,10 +13,10 @@ from .formats import (
     MAYBE_LOG_SUFFIXES,
     SNIFF_BYTES,
     LogFormat,
+    detect_format,
     is_blank,
     sniff_content,
     suffix_of,
-    detect_format,
 )
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
@@ -81,19 +81,10 @@ def _prepare(leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None) -> I
             continue
         try:
             plan = plan_json(leaf.source, leaf.data, fmt) if fmt.is_json else None
-        except Exception as exc:  # noqa: BLE001 - a reader bug must not end the hunt
+        except Exception as exc:
             yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
             continue
         yield _Task(leaf, fmt, plan)
-
-
-def read_leaf(leaf: Leaf, forced: LogFormat | None) -> Iterator[pl.DataFrame | Unreadable]:
-    """Read one in-memory leaf without prefetching (frames, not batches)."""
-    for task in _prepare(iter([leaf]), forced):
-        if isinstance(task, Unreadable):
-            yield task
-        else:
-            yield from _execute(task)
 
 
 def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
@@ -102,7 +93,7 @@ def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
             yield from execute_json(task.plan)
         else:
             yield from read_evtx(task.leaf.source, task.leaf.data)
-    except Exception as exc:  # noqa: BLE001 - a reader bug must not end the hunt
+    except Exception as exc:
         yield Unreadable(task.leaf.source, "file", f"internal error while reading: {exc!r}")
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar, cast
 
 from .formats import (
     NON_LOG_SUFFIXES,
@@ -42,13 +43,12 @@ MAX_NESTING = 4
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_MAGIC = b"PK\x03\x04"
-_INFLATE_STEP = 64 << 20
 
 
 def _fast_zlib() -> ModuleType:
     """ISA-L inflates 2-3x faster than zlib when installed; same API subset."""
     try:
-        from isal import isal_zlib  # type: ignore[import-not-found]
+        from isal import isal_zlib
     except ImportError:
         return zlib
     return isal_zlib
@@ -67,6 +67,7 @@ class Leaf:
 
 
 Item = Leaf | Unreadable
+T = TypeVar("T")
 
 
 class _Refused(Exception):
@@ -96,7 +97,7 @@ def iter_files(paths: Sequence[str | Path]) -> Iterator[tuple[Path, bool] | Unre
 
 def _walk(root: Path) -> list[Path]:
     """All candidate files under ``root``, sorted by path (component-wise)."""
-    found = []
+    found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__MACOSX"]
         found.extend(Path(folder) / name for name in files if not _skip_name(name))
@@ -215,7 +216,7 @@ def read_member(archive: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo) ->
             content = _read_via_zipfile(archive, info)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
         raise _Refused(f"unreadable zip member: {exc}") from exc
-    if zlib.crc32(content) != info.CRC:
+    if _ZLIB.crc32(content) != info.CRC:
         raise _Refused("zip member fails its CRC check (corrupt archive)")
     return content
 
@@ -258,7 +259,7 @@ def _read_via_zipfile(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 # background prefetch
 
 
-def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
+def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """Produce ``items`` in a worker thread, ``depth`` items ahead.
 
     The worker stops promptly when the consumer abandons the iterator, and
@@ -281,7 +282,7 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
             for item in items:
                 if not put("item", item):
                     return
-        except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
+        except BaseException as exc:
             put("error", exc)
             return
         put("done", None)
@@ -294,8 +295,8 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
             if kind == "done":
                 return
             if kind == "error":
-                raise value  # type: ignore[misc]
-            yield value  # type: ignore[misc]
+                raise cast(BaseException, value)
+            yield cast(T, value)
     finally:
         stop.set()
         worker.join(timeout=5)

@@ -21,9 +21,10 @@ TIMESTAMP_PATTERN = (
     r"(?:[.,][0-9]+)?\s*(?:[Zz]|UTC|[+-][0-9]{2}:?[0-9]{2})?(?:\s*UTC)?$"
 )
 _FRACTION = r"^[.,]([0-9]+)"
+_FRACTION_AT = r"[.,]([0-9]+)"
 _OFFSET = r"([+-][0-9]{2}):?([0-9]{2})(?:\s*UTC)?$"
 _REGEX = re.compile(TIMESTAMP_PATTERN)
-_FRACTION_RE = re.compile(_FRACTION)
+_FRACTION_RE = re.compile(_FRACTION_AT)
 _OFFSET_RE = re.compile(_OFFSET)
 ISO_FORMAT_PY = "%Y-%m-%dT%H:%M:%S.%fZ"
 ISO_FORMAT_PL = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -37,14 +38,18 @@ def iso_utc(value: object) -> str | None:
     text = value.strip(_BLANKS)
     if _REGEX.match(text) is None:
         return None
-    fraction = _FRACTION_RE.match(text[19:])
+    fraction = _FRACTION_RE.match(text, 19)
     digits = (fraction.group(1) if fraction else "")[:6].ljust(6, "0")
-    try:
-        moment = datetime.strptime(f"{text[:10]} {text[11:19]}.{digits}", "%Y-%m-%d %H:%M:%S.%f")
-        offset = _OFFSET_RE.search(text[19:])
-        if offset:
-            sign = -1 if offset.group(1).startswith("-") else 1
-            moment -= timedelta(minutes=sign * (abs(int(offset.group(1))) * 60 + int(offset.group(2))))
+    try:  # int() slices rather than strptime: this runs once per EVTX record
+        moment = datetime(
+            int(text[0:4]), int(text[5:7]), int(text[8:10]),
+            int(text[11:13]), int(text[14:16]), int(text[17:19]), int(digits),
+        )  # fmt: skip
+        offset = _OFFSET_RE.search(text, 19)
+        if offset is None:
+            return f"{text[:10]}T{text[11:19]}.{digits}Z"
+        sign = -1 if offset.group(1).startswith("-") else 1
+        moment -= timedelta(minutes=sign * (abs(int(offset.group(1))) * 60 + int(offset.group(2))))
     except (ValueError, OverflowError):
         return None
     return moment.strftime(ISO_FORMAT_PY)
@@ -61,7 +66,9 @@ def iso_utc_series(values: pl.Series) -> pl.Series:
     valid = pl.col("t").str.contains(TIMESTAMP_PATTERN)
     tail = pl.col("t").str.slice(19)
     digits = tail.str.extract(_FRACTION, 1).fill_null("").str.slice(0, 6).str.pad_end(6, "0")
-    stamp = pl.concat_str([pl.col("t").str.slice(0, 10), pl.lit(" "), pl.col("t").str.slice(11, 8), pl.lit("."), digits])
+    stamp = pl.concat_str(
+        [pl.col("t").str.slice(0, 10), pl.lit(" "), pl.col("t").str.slice(11, 8), pl.lit("."), digits]
+    )
     moment = pl.when(valid).then(stamp).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
     if text.str.contains(r"[0-9][+-][0-9]{2}:?[0-9]{2}(?:\s*UTC)?$").any():
         hours = tail.str.extract(_OFFSET, 1).cast(pl.Int64, strict=False)

@@ -9,7 +9,6 @@ files a user could edit) under that key. A warm start reads JSON instead of YAML
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import orjson
 import yaml
 
 from sigmahunt import __version__
+from sigmahunt.cache import cache_root
 from sigmahunt.engines.embedded.compiler import RuleCompileError, compile_rule
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.results import LEVEL_RANK, write_atomically
@@ -29,13 +29,14 @@ from sigmahunt.rules.loader import (
     iter_rule_files,
     load_rule_file,
 )
+from sigmahunt.rules.filters import finish_prepared
 
 CACHE_SCHEMA = "1"
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("SIGMAHUNT_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sigmahunt" / "rules"
+def default_cache_dir() -> Path | None:
+    root = cache_root()
+    return None if root is None else root / "rules"
 
 
 @dataclass
@@ -48,6 +49,10 @@ class PreparedRules:
     filters: list[LoadedFilter] = field(default_factory=list)
     files: int = 0
     cache_hits: int = 0
+    # Correlations resolved against the rules (sigmahunt.correlation.CorrelationPlan), and
+    # which filters were applied to which rule (rule key -> filter titles).
+    correlation_plan: Any = None
+    filtered: dict[str, list[str]] = field(default_factory=dict)
     _plan: Any = field(default=None, repr=False)
 
     def plan(self) -> Any:
@@ -110,12 +115,19 @@ def prepare_rules(
     placeholders: Mapping[str, Any] | None = None,
     cache_dir: Path | None | bool = None,
     selection: RuleSelection | None = None,
+    filters: Sequence[str | Path] = (),
 ) -> PreparedRules:
-    """Load and compile every rule below ``paths``. ``cache_dir=False`` disables the cache."""
-    cache = None if cache_dir is False else Cache(cache_dir if isinstance(cache_dir, Path) else default_cache_dir(),
-                                                   placeholders)
+    """Load and compile every rule below ``paths``. ``cache_dir=False`` disables the cache.
+
+    ``filters`` are Sigma filter files or folders (``--filters``), applied with the filter
+    documents found among the rules; correlations are resolved last (see
+    :func:`sigmahunt.rules.filters.finish_prepared`).
+    """
+    root = cache_dir if isinstance(cache_dir, Path) else None if cache_dir is False else default_cache_dir()
+    cache = None if root is None else Cache(root, placeholders)
     out = PreparedRules()
     seen_ids: dict[str, str] = {}
+    unselected: list[CompiledRule] = []
     for path in iter_rule_files(paths):
         out.files += 1
         if not path.exists():
@@ -141,6 +153,9 @@ def prepare_rules(
                 seen_ids[rule_id] = str(path)
             if selection is None or selection.keeps(rule):
                 out.compiled.append(rule)
+            else:
+                unselected.append(rule)
+    finish_prepared(out, unselected, selection, placeholders, cache, filters)  # filters, correlations
     return out
 
 

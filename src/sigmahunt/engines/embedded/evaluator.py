@@ -37,6 +37,7 @@ from sigmahunt.engines.embedded.ir import (
     Selector,
     predicates_of,
 )
+from sigmahunt.engines.embedded.keywords import KeywordPrefilter
 from sigmahunt.engines.embedded.matcher import ValueMatcher
 
 #: Columns the ingest adds for provenance; never matched by keyword searches.
@@ -106,15 +107,19 @@ def _selectors_of_fields(plan: RuleSetPlan) -> dict[str | None, frozenset[int]]:
     return {f: frozenset(s) for f, s in out.items()}
 
 
-def _keyword_literals(plan: RuleSetPlan) -> dict[int, tuple[list[str], list[str]] | None]:
-    """Per selector, the literals one of which any keyword match of its rules must contain."""
+def _keyword_prefilters(plan: RuleSetPlan) -> dict[int, KeywordPrefilter | None]:
+    """Per selector, a prefilter over the literals one of which any keyword match must contain."""
     by_selector: dict[int, list[tuple[int, Predicate]]] = defaultdict(list)
     for variant in plan.variants:
         for gid in variant.predicates:
             p = plan.predicates[gid]
             if p.field is None and p.kind not in ROW_KINDS:
                 by_selector[variant.selector].append((gid, p))
-    return {s: ValueMatcher.build(items).prefilter_literals() for s, items in by_selector.items()}
+    out: dict[int, KeywordPrefilter | None] = {}
+    for selector, items in by_selector.items():
+        literals = ValueMatcher.build(items).prefilter_literals()
+        out[selector] = None if literals is None else KeywordPrefilter(*literals)
+    return out
 
 
 def _remap(expr: Expr, remap: list[int]) -> Expr:
@@ -135,7 +140,7 @@ class BatchEvaluator:
         self.plan = plan
         # Which selectors' rows each field (None: keywords) must be matched on.
         self._selectors_of_field: dict[str | None, frozenset[int]] = _selectors_of_fields(plan)
-        self._keyword_literals = _keyword_literals(plan)
+        self._keyword_prefilters = _keyword_prefilters(plan)
 
     def evaluate(self, frame: pl.DataFrame) -> dict[int, np.ndarray]:
         """Rule index -> sorted row indices of the batch that the rule detects."""
@@ -241,13 +246,12 @@ class BatchEvaluator:
         if column is None:
             return {}
         positions = None
-        array = _arrow_strings(column)
         if rows is not True:
             positions = np.flatnonzero(rows)
-            array = array.take(pa.array(positions))
-        if array.null_count == len(array):
+            column = column.filter(pl.Series(rows))
+        if column.null_count() == column.len():
             return {}
-        codes, distinct = _encode_arrow(array)
+        codes, distinct = _encode_arrow(_arrow_strings(column))
         matched = matcher.match_values(distinct)
         per_pred: dict[int, list[int]] = defaultdict(list)
         for index, pids in enumerate(matched):
@@ -292,43 +296,30 @@ class BatchEvaluator:
         return out
 
     def _keyword_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask]) -> Mask:
+        """Rows that contain a literal of some active keyword rule (see :mod:`.keywords`)."""
         if frame.width == 0:
             return False
-        positions = None if rows is True else np.flatnonzero(rows)
-        if positions is not None:
-            frame = frame[positions.tolist()]
-        joined = frame.select(
-            pl.concat_str([pl.col(c) for c in frame.columns], separator="\x1f", ignore_nulls=True).alias("t")
-        )["t"]
-        lowered: pl.Series | None = None
-        hit = np.zeros(joined.len(), dtype=bool)
-        for selector, literals in self._keyword_literals.items():
+        hit = np.zeros(frame.height, dtype=bool)
+        for selector, prefilter in self._keyword_prefilters.items():
             mask = selector_masks[selector]
             if mask is False:
                 continue
-            local = mask if positions is None or mask is True else mask[positions]
-            if literals is None:  # a keyword without any literal: every row of the selector
-                hit |= np.ones(joined.len(), dtype=bool) if local is True else local
+            if prefilter is None:  # a keyword without any literal: every row of the selector
+                hit |= mask if mask is not True else np.ones(frame.height, dtype=bool)
                 continue
-            folded, cased = literals
-            if folded:
-                found = _contains_any_folded(joined, folded, lowered)
-                hit |= found if local is True else found & local
-            if cased:
-                found = joined.str.contains_any(cased).fill_null(False).to_numpy()
-                hit |= found if local is True else found & local
-        if not hit.any():
-            return False
-        if positions is None:
-            return hit
-        full = np.zeros(self._height_of(rows), dtype=bool)
-        full[positions[hit]] = True
-        return full
-
-    @staticmethod
-    def _height_of(rows: Mask) -> int:
-        assert isinstance(rows, np.ndarray)
-        return rows.shape[0]
+            if mask is True:
+                hit |= prefilter.candidate_rows(frame.get_columns(), frame.height)
+                continue
+            positions = np.flatnonzero(mask)
+            subset = frame[positions.tolist()] if positions.size < frame.height // 2 else frame
+            found = prefilter.candidate_rows(subset.get_columns(), subset.height)
+            if subset is frame:
+                hit |= found & mask
+            else:
+                hit[positions[found]] = True
+        if rows is not True:
+            hit &= rows
+        return hit if hit.any() else False
 
     def _row_predicate(self, p: Predicate, columns: _ColumnIndex) -> Mask:
         column = columns.get(p.field) if p.field is not None else None
@@ -423,26 +414,6 @@ def _encode_arrow(array: pa.Array) -> tuple[np.ndarray, list[str]]:
 
 def _dictionary_encode(column: pl.Series) -> tuple[np.ndarray, list[str]]:
     return _encode_arrow(_arrow_strings(column))
-
-
-#: The only characters whose lowercase form contains ASCII letters (Kelvin sign, dotted I):
-#: rows holding them cannot be prefiltered with ASCII case folding.
-_NON_ASCII_FOLDING_TO_ASCII = "[\u212a\u0130]"
-
-
-def _contains_any_folded(text: pl.Series, literals: list[str], lowered: pl.Series | None) -> np.ndarray:
-    """Rows whose lowercased text contains any literal (already lowercased).
-
-    With ASCII-only literals, Aho-Corasick with ASCII case folding on the original text
-    gives the same rows as lowercasing first (minus the two characters above, added back
-    explicitly) without copying every row's text.
-    """
-    if all(lit.isascii() for lit in literals):
-        found = text.str.contains_any(literals, ascii_case_insensitive=True)
-        found = found | text.str.contains(_NON_ASCII_FOLDING_TO_ASCII)
-    else:
-        found = (lowered if lowered is not None else text.str.to_lowercase()).str.contains_any(literals)
-    return found.fill_null(False).to_numpy()
 
 
 def _as_mask(array: np.ndarray) -> Mask:

@@ -1,10 +1,10 @@
 """Match every predicate on one field at once, over the field's *distinct* values.
 
 Why by hand: no library evaluates Sigma; the field's multi-pattern tools do the heavy
-part. For one field we gather every literal any rule tests (equals via a dict; contains,
-startswith, endswith and the literal hints of wildcard globs via one Aho-Corasick
-automaton, ``pyahocorasick``), regexes run vectorised in Polars (Rust's linear-time
-``regex`` crate, so no rule can backtrack catastrophically), globs in RE2. Work is done
+part. For one field we gather every test any rule makes (equals via a dict; contains,
+startswith, endswith and wildcard globs via one multi-pattern scanner, see
+:mod:`.scanners`), regexes run vectorised in Polars (Rust's linear-time ``regex`` crate,
+so no rule can backtrack catastrophically). Work is done
 once per distinct value and cached across batches, then broadcast to rows; real logs
 repeat ``Image``, ``User``, ``ParentImage`` heavily, so most rows cost a lookup.
 """
@@ -16,19 +16,20 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import ahocorasick
 import numpy as np
 import polars as pl
-import re2
 
 from sigmahunt.engines.embedded.ir import Kind, Predicate
+from sigmahunt.engines.embedded.scanners import ScanEntry, Scanner, build_scanner
 
-# Entry kinds in the automaton payload.
-_CONTAINS, _PREFIX, _SUFFIX, _HINT = 0, 1, 2, 3
-_AC_KINDS = {Kind.CONTAINS: _CONTAINS, Kind.PREFIX: _PREFIX, Kind.SUFFIX: _SUFFIX}
+#: Kinds answered by the multi-pattern scanners.
+_SCANNED = frozenset({Kind.CONTAINS, Kind.PREFIX, Kind.SUFFIX})
 
-#: Distinct values remembered per field before the cache is reset (bounds memory).
-CACHE_LIMIT = 200_000
+#: Characters of distinct values remembered per field before its cache is reset: bounds
+#: memory (a field like PowerShell's ContextInfo holds kilobytes per value).
+CACHE_CHARS = 8_000_000
+#: Values longer than this are matched every time, never cached: they rarely repeat.
+CACHE_VALUE_CHARS = 2_048
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -70,35 +71,32 @@ class ValueMatcher:
     eq_cased: dict[str, list[int]] = field(default_factory=dict)
     any_value: list[int] = field(default_factory=list)
     regexes: list[tuple[int, str]] = field(default_factory=list)
-    globs: list[tuple[int, object, bool, bool]] = field(default_factory=list)  # pid, re2, cased, hinted
     cidrs: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = field(default_factory=list)
     compares: list[tuple[int, str, float]] = field(default_factory=list)
     timeparts: list[tuple[int, str, float]] = field(default_factory=list)
-    automaton_fold: ahocorasick.Automaton | None = None
-    automaton_cased: ahocorasick.Automaton | None = None
+    scan_fold: list[ScanEntry] = field(default_factory=list)
+    scan_cased: list[ScanEntry] = field(default_factory=list)
+    scanner_fold: Scanner | None = None
+    scanner_cased: Scanner | None = None
     cache: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    cache_chars: int = 0
 
     @classmethod
     def build(cls, items: Iterable[tuple[int, Predicate]]) -> ValueMatcher:
         self = cls()
-        fold_entries: dict[str, list[tuple[int, int, int]]] = {}
-        cased_entries: dict[str, list[tuple[int, int, int]]] = {}
         for pid, p in items:
-            target = cased_entries if p.cased else fold_entries
+            scan = self.scan_cased if p.cased else self.scan_fold
             if p.kind is Kind.EQ:
                 (self.eq_cased if p.cased else self.eq_fold).setdefault(p.value, []).append(pid)
-            elif p.kind in _AC_KINDS:
+            elif p.kind in _SCANNED:
                 if p.value == "":  # "contains ''" holds for every value
                     self.any_value.append(pid)
                 else:
-                    target.setdefault(p.value, []).append((pid, _AC_KINDS[p.kind], len(p.value)))
+                    scan.append(ScanEntry(pid, p.kind, p.value))
             elif p.kind is Kind.ANY:
                 self.any_value.append(pid)
             elif p.kind is Kind.GLOB:
-                hinted = bool(p.required)
-                if hinted:
-                    target.setdefault(p.required[0], []).append((len(self.globs), _HINT, 0))
-                self.globs.append((pid, re2.compile(p.value), p.cased, hinted))
+                scan.append(ScanEntry(pid, p.kind, p.value, p.required))
             elif p.kind is Kind.REGEX:
                 self.regexes.append((pid, p.value))
             elif p.kind is Kind.CIDR:
@@ -109,42 +107,48 @@ class ValueMatcher:
                 self.timeparts.append((pid, p.op, p.number))
             else:
                 raise ValueError(f"{p.kind} is not a value-level predicate")
-        self.automaton_fold = _automaton(fold_entries)
-        self.automaton_cased = _automaton(cased_entries)
+        self.scanner_fold = build_scanner(self.scan_fold)
+        self.scanner_cased = build_scanner(self.scan_cased)
         return self
 
     def prefilter_literals(self) -> tuple[list[str], list[str]] | None:
         """Literals one of which every matching value contains (folded, cased); None if unknown.
 
         Used to skip rows cheaply: a value can only satisfy a contains/startswith/endswith/
-        equals or hinted-glob predicate if it contains that predicate's literal.
+        equals predicate, or a glob, if it contains that predicate's (longest) literal.
         """
         if self.any_value or self.regexes or self.cidrs or self.compares or self.timeparts:
             return None
-        if any(not hinted for _, _, _, hinted in self.globs):
-            return None
         if "" in self.eq_fold or "" in self.eq_cased:
             return None
-        folded = set(self.eq_fold) | set(self._automaton_words(self.automaton_fold))
-        cased = set(self.eq_cased) | set(self._automaton_words(self.automaton_cased))
+        folded, cased = set(self.eq_fold), set(self.eq_cased)
+        for entries, target in ((self.scan_fold, folded), (self.scan_cased, cased)):
+            for entry in entries:
+                if entry.kind is Kind.GLOB:
+                    if not entry.required:
+                        return None
+                    target.add(entry.required[0])
+                else:
+                    target.add(entry.text)
         return sorted(folded), sorted(cased)
-
-    @staticmethod
-    def _automaton_words(automaton: ahocorasick.Automaton | None) -> list[str]:
-        return [] if automaton is None else list(automaton.keys())
 
     def match_values(self, values: Sequence[str]) -> list[tuple[int, ...]]:
         """For each distinct value, the ids of the predicates it satisfies (cached)."""
         cache = self.cache
         missing = [v for v in values if v not in cache]
-        if missing:
-            if len(cache) + len(missing) > CACHE_LIMIT:
-                cache.clear()
-                missing = list(values)
-            regex_hits = self._regex_hits(missing)
-            for i, value in enumerate(missing):
-                cache[value] = self._match_one(value, regex_hits.get(i, ()))
-        return [cache[v] for v in values]
+        if not missing:
+            return [cache[v] for v in values]
+        regex_hits = self._regex_hits(missing)
+        fresh = {value: self._match_one(value, regex_hits.get(i, ())) for i, value in enumerate(missing)}
+        out = [cache[v] if v in cache else fresh[v] for v in values]
+        if self.cache_chars > CACHE_CHARS:
+            cache.clear()
+            self.cache_chars = 0
+        for value, pids in fresh.items():
+            if len(value) <= CACHE_VALUE_CHARS:
+                cache[value] = pids
+                self.cache_chars += len(value)
+        return out
 
     def _regex_hits(self, values: list[str]) -> dict[int, list[int]]:
         hits: dict[int, list[int]] = {}
@@ -170,16 +174,10 @@ class ValueMatcher:
         pids = self.eq_cased.get(value)
         if pids:
             found.update(pids)
-        glob_candidates: set[int] = set()
-        if self.automaton_fold is not None:
-            _scan(self.automaton_fold, folded, found, glob_candidates)
-        if self.automaton_cased is not None:
-            _scan(self.automaton_cased, value, found, glob_candidates)
-        for index, (pid, pattern, cased, hinted) in enumerate(self.globs):
-            if hinted and index not in glob_candidates:
-                continue
-            if pattern.search(value if cased else folded):
-                found.add(pid)
+        if self.scanner_fold is not None:
+            found.update(self.scanner_fold.matches(folded))
+        if self.scanner_cased is not None:
+            found.update(self.scanner_cased.matches(value))
         if self.cidrs:
             address = _parse_ip(value)
             if address is not None:
@@ -191,32 +189,6 @@ class ValueMatcher:
         if self.timeparts:
             found.update(_timepart_hits(value, self.timeparts))
         return tuple(sorted(found))
-
-
-def _automaton(entries: dict[str, list[tuple[int, int, int]]]) -> ahocorasick.Automaton | None:
-    if not entries:
-        return None
-    automaton = ahocorasick.Automaton()
-    for literal, payload in entries.items():
-        automaton.add_word(literal, tuple(payload))
-    automaton.make_automaton()
-    return automaton
-
-
-def _scan(automaton: ahocorasick.Automaton, text: str, found: set[int], globs: set[int]) -> None:
-    last = len(text) - 1
-    for end, payload in automaton.iter(text):
-        for pid, kind, length in payload:
-            if kind == _CONTAINS:
-                found.add(pid)
-            elif kind == _PREFIX:
-                if end + 1 == length:
-                    found.add(pid)
-            elif kind == _SUFFIX:
-                if end == last:
-                    found.add(pid)
-            else:
-                globs.add(pid)  # here pid is the glob's index
 
 
 def _timepart_hits(value: str, parts: list[tuple[int, str, float]]) -> list[int]:

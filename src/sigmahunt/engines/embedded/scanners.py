@@ -1,0 +1,221 @@
+"""Multi-pattern scanners: which contains/startswith/endswith/glob predicates a value satisfies.
+
+Two implementations of one contract, so the engine runs everywhere and the fast one can
+be checked against the portable one (the test suite runs the semantics under both):
+
+* :class:`HyperscanScanner` (default where the ``hyperscan`` wheel exists): the literals of
+  a field in Hyperscan databases (SIMD multi-literal search, linear time); contains
+  literals are reported once per value, so the Python work per value is a few calls plus
+  one callback per predicate that holds.
+* :class:`AhoCorasickScanner` (``pyahocorasick`` + RE2): one automaton over the literals,
+  position checks for startswith/endswith in Python, globs verified in RE2 when their
+  rarest literal occurs.
+
+Values are lowercased in Python before scanning for case-insensitive predicates (and the
+literals were lowercased by the same ``str.lower`` at compile time), so both scanners agree
+with Python's Unicode case folding exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import ahocorasick
+import re2
+
+from sigmahunt.cache import cache_root
+from sigmahunt.engines.embedded.ir import Kind
+from sigmahunt.results import write_atomically
+
+try:  # optional accelerator
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised where the wheel is absent
+    hyperscan = None
+
+#: Set to "0" to force the portable scanner (tests run both).
+USE_HYPERSCAN_ENV = "SIGMAHUNT_HYPERSCAN"
+
+
+@dataclass(frozen=True)
+class ScanEntry:
+    """One predicate a scanner answers: ``text`` is the literal, or the glob's regex."""
+
+    pid: int
+    kind: Kind  # PREFIX, SUFFIX, CONTAINS or GLOB
+    text: str
+    required: tuple[str, ...] = ()
+
+
+class Scanner(Protocol):
+    def matches(self, text: str) -> list[int]: ...
+
+
+def build_scanner(entries: Sequence[ScanEntry]) -> Scanner | None:
+    if not entries:
+        return None
+    if hyperscan is not None and os.environ.get(USE_HYPERSCAN_ENV, "1") != "0":
+        try:
+            return HyperscanScanner(entries)
+        except hyperscan.error:  # a pattern Hyperscan refuses: the portable path is exact too
+            pass
+    return AhoCorasickScanner(entries)
+
+
+class HyperscanScanner:
+    """Three Hyperscan databases of plain literals (anchored patterns compile ~25x slower).
+
+    * contains literals, and each glob's rarest literal as a hint, reported once per value;
+    * startswith literals, scanned over the value's first bytes only: a match ending at
+      byte ``len(literal)`` starts at 0;
+    * endswith literals, scanned over the value's last bytes only: a match ending at the
+      slice's end ends the value.
+
+    Globs whose hint occurs (or that have no literal) are verified with RE2.
+    """
+
+    def __init__(self, entries: Sequence[ScanEntry]) -> None:
+        contains: list[tuple[int, bytes]] = []
+        self._prefix: list[tuple[int, int]] = []  # pid, byte length
+        self._suffix: list[int] = []
+        prefix_words: list[bytes] = []
+        suffix_words: list[bytes] = []
+        self._globs: list[tuple[int, object]] = []
+        self._unhinted_globs: list[int] = []
+        for entry in entries:
+            if entry.kind is Kind.GLOB:
+                index = len(self._globs)
+                self._globs.append((entry.pid, re2.compile(entry.text)))
+                if entry.required:
+                    contains.append((-1 - index, entry.required[0].encode("utf-8", "surrogatepass")))
+                else:
+                    self._unhinted_globs.append(index)
+                continue
+            data = entry.text.encode("utf-8", "surrogatepass")
+            if entry.kind is Kind.CONTAINS:
+                contains.append((entry.pid, data))
+            elif entry.kind is Kind.PREFIX:
+                self._prefix.append((entry.pid, len(data)))
+                prefix_words.append(data)
+            else:
+                self._suffix.append(entry.pid)
+                suffix_words.append(data)
+        self._contains_ids = [pid for pid, _ in contains]
+        self._contains = _database([w for _, w in contains], hyperscan.HS_FLAG_SINGLEMATCH)
+        self._prefixes = _database(prefix_words, 0)
+        self._suffixes = _database(suffix_words, 0)
+        self._prefix_span = max((len(w) for w in prefix_words), default=0)
+        self._suffix_span = max((len(w) for w in suffix_words), default=0)
+
+    def matches(self, text: str) -> list[int]:
+        data = text.encode("utf-8", "surrogatepass")
+        found: list[int] = []
+        hinted: list[int] = []
+        if not data:  # Hyperscan refuses empty buffers; no literal occurs in "" anyway
+            return [pid for pid, pattern in (self._globs[i] for i in self._unhinted_globs) if pattern.search(text)]
+        if self._contains is not None:
+            ids = self._contains_ids
+
+            def on_contains(i: int, _f: int, _t: int, _fl: int, _c: object) -> None:
+                pid = ids[i]
+                (found if pid >= 0 else hinted).append(pid)
+
+            self._contains.scan(data, match_event_handler=on_contains)
+        if self._prefixes is not None:
+            prefixes = self._prefix
+
+            def on_prefix(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
+                pid, length = prefixes[i]
+                if to == length:
+                    found.append(pid)
+
+            self._prefixes.scan(data[: self._prefix_span], match_event_handler=on_prefix)
+        if self._suffixes is not None:
+            tail = data[-self._suffix_span:]
+            end, suffixes = len(tail), self._suffix
+
+            def on_suffix(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
+                if to == end:
+                    found.append(suffixes[i])
+
+            self._suffixes.scan(tail, match_event_handler=on_suffix)
+        if self._globs:
+            for index in [-1 - h for h in hinted] + self._unhinted_globs:
+                pid, pattern = self._globs[index]
+                if pattern.search(text):
+                    found.append(pid)
+        return found
+
+
+def _database(words: Sequence[bytes], flag: int) -> object | None:
+    """Compile (or load from the cache: compiling SigmaHQ's literals takes ~3 s) a database."""
+    if not words:
+        return None
+    key = hashlib.sha256(b"%d\0%s\0" % (flag, hyperscan.__version__.encode()) + b"\0".join(words)).hexdigest()
+    root = cache_root()
+    path = None if root is None else root / "hyperscan" / key[:2] / f"{key}.hsdb"
+    if path is not None and path.exists():
+        try:
+            loaded = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+            loaded.scratch = hyperscan.Scratch(loaded)  # a deserialised database has none
+            return loaded
+        except (hyperscan.error, OSError, ValueError):
+            pass  # damaged entry: rebuild it
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=[_hex(w) for w in words], ids=list(range(len(words))), elements=len(words),
+                     flags=[flag] * len(words))
+    if path is not None:
+        try:
+            write_atomically(path, hyperscan.dumpb(database))
+        except OSError:
+            pass  # a read-only cache only costs time
+    return database
+
+
+def _hex(data: bytes) -> bytes:
+    """A Hyperscan expression matching exactly these bytes."""
+    return b"".join(b"\\x%02x" % byte for byte in data)
+
+
+_CONTAINS, _PREFIX, _SUFFIX, _HINT = 0, 1, 2, 3
+_AC_KINDS = {Kind.CONTAINS: _CONTAINS, Kind.PREFIX: _PREFIX, Kind.SUFFIX: _SUFFIX}
+
+
+class AhoCorasickScanner:
+    def __init__(self, entries: Sequence[ScanEntry]) -> None:
+        words: dict[str, list[tuple[int, int, int]]] = {}
+        self._globs: list[tuple[int, object, bool]] = []  # pid, compiled, hinted
+        for entry in entries:
+            if entry.kind is Kind.GLOB:
+                hinted = bool(entry.required)
+                if hinted:
+                    words.setdefault(entry.required[0], []).append((len(self._globs), _HINT, 0))
+                self._globs.append((entry.pid, re2.compile(entry.text), hinted))
+            else:
+                words.setdefault(entry.text, []).append((entry.pid, _AC_KINDS[entry.kind], len(entry.text)))
+        self._automaton: ahocorasick.Automaton | None = None
+        if words:
+            self._automaton = ahocorasick.Automaton()
+            for word, payload in words.items():
+                self._automaton.add_word(word, tuple(payload))
+            self._automaton.make_automaton()
+
+    def matches(self, text: str) -> list[int]:
+        found: set[int] = set()
+        candidates: set[int] = set()
+        if self._automaton is not None:
+            last = len(text) - 1
+            for end, payload in self._automaton.iter(text):
+                for pid, kind, length in payload:
+                    if kind == _CONTAINS or (kind == _PREFIX and end + 1 == length) or (
+                            kind == _SUFFIX and end == last):
+                        found.add(pid)
+                    elif kind == _HINT:
+                        candidates.add(pid)  # the glob's index
+        for index, (pid, pattern, hinted) in enumerate(self._globs):
+            if (not hinted or index in candidates) and pattern.search(text):
+                found.add(pid)
+        return list(found)

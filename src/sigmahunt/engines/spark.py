@@ -1,0 +1,560 @@
+"""Scale-out engine: the embedded evaluator inside Apache Spark executors.
+
+Sigma semantics are not re-implemented here: the compiled rule set (plain JSON, see
+:mod:`sigmahunt.engines.embedded.ir`) is broadcast to the executors, each Python worker
+rebuilds the embedded engine's :class:`~sigmahunt.engines.embedded.evaluator.RuleSetPlan`
+from it once (cached per worker, keyed by the JSON's hash) and ``DataFrame.mapInArrow``
+feeds it the table's Arrow batches. Every rule is about one event, so the job is a pure
+map over partitions: no shuffle, and only the matching events come back to the driver.
+
+Flow of a hunt::
+
+    LOGS ─ingest─> sigmahunt store (Parquet parts) ─┐
+    --store DIR ────────────────────────────────────┼─> Spark DataFrame (merged schema, all strings)
+    --table NAME|PATH (Parquet / JSON / a table) ───┘         │ mapInArrow: BatchEvaluator per batch
+                                                            v
+              one row per matching event: rule indices, provenance, the event as JSON
+              (+ one row per partition with its event count) ─> driver: detection records
+              or, with --results-path, Parquet written by the executors
+
+The records the driver builds go through the same :class:`~sigmahunt.results.Detection`
+as the embedded engine's, so both engines return identical records and DataFrames.
+
+pyspark is an optional dependency (``pip install 'sigmahunt[spark]'``): nothing here
+imports it until a Spark hunt runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
+from sigmahunt.engines.embedded.ir import CompiledRule
+from sigmahunt.hunting import (
+    PROVENANCE,
+    HuntResult,
+    NothingToHunt,
+    Progress,
+    _count_unreadable,
+    _first_failures,
+    _ingest_file,
+    expand_log_paths,
+)
+from sigmahunt.results import LEVELS, Detection, HuntSummary, level_counts
+from sigmahunt.results import Unreadable as UnreadableRecord
+from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
+from sigmahunt.store import MANIFEST, PARTS, EventStore, file_digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+DEFAULT_MASTER = "local[2]"
+#: Session settings when sigmahunt creates the session (``--spark-conf`` overrides them).
+DEFAULT_CONF: dict[str, str] = {
+    "spark.driver.memory": "1g",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Batches as large as the ingest's: the evaluator matches each distinct value once per batch.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
+    # Stored parts may hold `Image` in one source and `image` in another: keep both columns.
+    "spark.sql.caseSensitive": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.python.worker.reuse": "true",
+    "spark.log.level": "ERROR",
+}
+
+#: One output row per matching event (``rules`` = indices into ``prepared.runnable``), plus
+#: one row per partition with ``rules`` null and ``events`` = the events it read.
+PROVENANCE_FIELDS = tuple(PROVENANCE.values())  # timestamp, computer, channel, event_id, source, ...
+HITS_DDL = ", ".join(["rules array<int>", *(f"{name} string" for name in PROVENANCE_FIELDS),
+                      "event string", "events bigint"])
+
+#: Parsed plans per Python worker, keyed by the rule set JSON's hash (a few rule sets at most).
+_PLANS: dict[str, BatchEvaluator] = {}
+_MAX_PLANS = 4
+
+
+# -- the executor side ---------------------------------------------------------------------
+
+def rules_payload(rules: Sequence[CompiledRule]) -> bytes:
+    """The runnable rule set as JSON, with only the metadata an executor needs (none, really)."""
+    items = []
+    for rule in rules:
+        data = rule.to_json()
+        meta = data["meta"]
+        data["meta"] = {"rule_id": meta["rule_id"], "title": "", "level": meta["level"], "status": "",
+                        "tags": [], "path": ""}
+        items.append(data)
+    return orjson.dumps(items)
+
+
+def payload_key(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def evaluator_for(key: str, payload: Any) -> BatchEvaluator:
+    """The worker's evaluator for a rule set, built from its JSON on first use.
+
+    ``payload`` is the JSON bytes or a Spark broadcast of them; the broadcast is only
+    read when this worker has not built the plan yet.
+    """
+    evaluator = _PLANS.get(key)
+    if evaluator is None:
+        data = payload if isinstance(payload, (bytes, bytearray)) else payload.value
+        rules = [CompiledRule.from_json(item) for item in orjson.loads(data)]
+        evaluator = BatchEvaluator(RuleSetPlan.build(rules))
+        while len(_PLANS) >= _MAX_PLANS:
+            _PLANS.pop(next(iter(_PLANS)))
+        _PLANS[key] = evaluator
+    return evaluator
+
+
+def hits_schema() -> pa.Schema:
+    return pa.schema([pa.field("rules", pa.list_(pa.int32())),
+                      *(pa.field(name, pa.string()) for name in PROVENANCE_FIELDS),
+                      pa.field("event", pa.string()), pa.field("events", pa.int64())])
+
+
+def hunt_partition(
+    key: str, payload: Any, names_json: bytes, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body: the embedded evaluator on each batch of a partition.
+
+    Columns arrive positionally named (``c0``, ``c1``...: pyspark cannot pass a column
+    named ``event.code`` through ``mapInArrow``); ``names_json`` holds their real names.
+    """
+    evaluator = evaluator_for(key, payload)
+    names = orjson.loads(names_json)
+    schema = hits_schema()
+    events = 0
+    for batch in batches:
+        events += batch.num_rows
+        if batch.num_rows == 0:
+            continue
+        frame = as_frame(batch.rename_columns(names))
+        hits = evaluate_frame(evaluator, frame)
+        if hits:
+            yield hits_batch(frame, hits, schema)
+    yield pa.RecordBatch.from_pydict(
+        {"rules": [None], **{name: [None] for name in PROVENANCE_FIELDS}, "event": [None], "events": [events]},
+        schema=schema)
+
+
+def as_frame(batch: pa.RecordBatch) -> pl.DataFrame:
+    """A batch as the embedded engine sees a stored part: String columns, none entirely null.
+
+    The merged schema gives every batch every column of the table; dropping the columns a
+    batch has no value in makes it what the ingest would have produced for these events
+    (and keeps keyword searches from concatenating hundreds of empty columns).
+    """
+    keep = [i for i, column in enumerate(batch.columns) if column.null_count < batch.num_rows]
+    frame = pl.from_arrow(batch.select(keep)) if keep else pl.DataFrame()
+    assert isinstance(frame, pl.DataFrame)
+    casts = [pl.col(name).cast(pl.String) for name, dtype in frame.schema.items() if dtype != pl.String]
+    return frame.with_columns(casts) if casts else frame
+
+
+def evaluate_frame(evaluator: BatchEvaluator, frame: pl.DataFrame) -> dict[int, np.ndarray]:
+    """Rule index -> rows, as on the embedded engine.
+
+    The evaluator resolves field names case-insensitively with the first column of a
+    batch winning. When a batch mixes events whose field is ``Image`` with events whose
+    field is ``image`` (different sources in one partition), its rows are evaluated in
+    groups that each hold one spelling, as each source's own batch would be.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in frame.columns:
+        groups[name.lower()].append(name)
+    clashing = [name for names in groups.values() if len(names) > 1 for name in names]
+    if not clashing:
+        return evaluator.evaluate(frame)
+    pattern = frame.select(pl.concat_str([pl.col(c).is_not_null().cast(pl.UInt8).cast(pl.String)
+                                          for c in clashing]).alias("p"))["p"]
+    if pattern.n_unique() == 1:
+        return evaluator.evaluate(frame)
+    hits: dict[int, list[np.ndarray]] = defaultdict(list)
+    for value in pattern.unique().to_list():
+        rows = np.flatnonzero((pattern == value).to_numpy())
+        subset = frame[rows.tolist()]
+        subset = subset.select([c for c in subset.columns if subset[c].null_count() < subset.height])
+        for rule_index, local in evaluator.evaluate(subset).items():
+            hits[rule_index].append(rows[local])
+    return {rule_index: np.sort(np.concatenate(parts)) for rule_index, parts in hits.items()}
+
+
+def hits_batch(frame: pl.DataFrame, hits: Mapping[int, np.ndarray], schema: pa.Schema) -> pa.RecordBatch:
+    """One row per matching event: the rules it matched, provenance, and its non-null fields."""
+    rules_of: dict[int, list[int]] = defaultdict(list)
+    for rule_index in sorted(hits):
+        for row in hits[rule_index].tolist():
+            rules_of[row].append(rule_index)
+    rows = sorted(rules_of)
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for row, record in zip(rows, frame[rows].iter_rows(named=True)):
+        columns["rules"].append(rules_of[row])
+        for column, target in PROVENANCE.items():
+            columns[target].append(record.get(column))
+        # Exactly hunting._row_events: the event's non-null, non-metadata fields. Keys sorted: a
+        # merged schema's column order depends on which files Spark lists first.
+        fields = {k: v for k, v in record.items() if v is not None and not k.startswith("_")}
+        columns["event"].append(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode())
+        columns["events"].append(None)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
+
+
+# -- the driver side -----------------------------------------------------------------------
+
+def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None = None,
+                  app_name: str = "sigmahunt") -> SparkSession:
+    """A Spark session for a hunt; executors run this very Python in local mode."""
+    from pyspark.sql import SparkSession
+
+    if master.startswith("local"):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in {**DEFAULT_CONF, **dict(conf or {})}.items():
+        builder = builder.config(key, value)
+    with _quiet_pyspark():
+        session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+@contextlib.contextmanager
+def _quiet_pyspark() -> Iterator[None]:
+    """pyspark 4 warns about pandas >= 3 when it checks versions; no pandas is used here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        yield
+
+
+def parse_conf(items: Sequence[str]) -> dict[str, str]:
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--spark-conf expects KEY=VALUE, got {item!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+def load_table(spark: SparkSession, table: str) -> DataFrame:
+    """A sigmahunt store folder, a Parquet file/folder, a JSON (lines) file/folder, or a table name."""
+    path = Path(table)
+    if path.is_dir() and (path / MANIFEST).exists():
+        store = EventStore(path)
+        parts = [str(path / PARTS / p) for s in store.sources.values() for p in s.parts]
+        if not parts:
+            raise NothingToHunt(f"{table}: the store holds no events")
+        return read_parts(spark, parts)
+    if path.exists():
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        suffixes = {p.suffix.lower() for p in files if not p.name.startswith((".", "_"))}
+        if suffixes & {".json", ".jsonl", ".ndjson"} and not suffixes & {".parquet"}:
+            return spark.read.option("primitivesAsString", "true").json(str(path))
+        return spark.read.option("mergeSchema", "true").parquet(str(path))
+    return spark.table(table)
+
+
+def read_parts(spark: SparkSession, parts: Sequence[str]) -> DataFrame:
+    return spark.read.option("mergeSchema", "true").parquet(*parts)
+
+
+def as_strings(frame: DataFrame) -> DataFrame:
+    """Every column as a string (nested values as JSON), named by position: ``c0``, ``c1``..."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StringType, StructType
+
+    columns = []
+    for index, field in enumerate(frame.schema.fields):
+        column = F.col("`" + field.name.replace("`", "``") + "`")
+        if isinstance(field.dataType, (StructType, ArrayType, MapType)):
+            column = F.to_json(column)
+        elif not isinstance(field.dataType, StringType):
+            column = column.cast("string")
+        columns.append(column.alias(f"c{index}"))
+    return frame.select(columns)
+
+
+def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule]) -> DataFrame:
+    """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over ``frame``, lazily."""
+    spark = frame.sparkSession
+    payload = rules_payload(rules)
+    broadcast = spark.sparkContext.broadcast(payload)
+    names = orjson.dumps([field.name for field in frame.schema.fields])
+    body = functools.partial(hunt_partition, payload_key(payload), broadcast, names)
+    with _quiet_pyspark():
+        return as_strings(frame).mapInArrow(body, HITS_DDL)
+
+
+def _records(
+    hits: pa.Table, rules: Sequence[CompiledRule], only: set[int] | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Detection records (built as the embedded engine builds them) and the events read."""
+    records: list[dict[str, Any]] = []
+    events = 0
+    data = hits.to_pydict()
+    for i, indices in enumerate(data["rules"]):
+        if indices is None:
+            events += int(data["events"][i] or 0)
+            continue
+        provenance = {name: data[name][i] for name in PROVENANCE_FIELDS}
+        fields = orjson.loads(data["event"][i])
+        for rule_index in indices:
+            if only is None or rule_index in only:
+                detection = Detection(rule=rules[rule_index].meta, event=dict(fields), **provenance)
+                records.append(detection.to_record())
+    return records, events
+
+
+def _rule_keys(rules: Sequence[CompiledRule]) -> list[str]:
+    from sigmahunt.correlation import rule_key
+
+    return [rule_key(r.meta.rule_id, r.meta.path, r.meta.title) for r in rules]
+
+
+def _collect(hits: DataFrame, rules: Sequence[CompiledRule], plan: Any) -> tuple[list[dict[str, Any]], int]:
+    """Every detection on the driver; correlations applied as :func:`sigmahunt.run_hunt` does."""
+    with _quiet_pyspark():
+        table = hits.toArrow()
+    records, events = _records(table, rules)
+    if plan:
+        from sigmahunt.correlation import apply_plan
+
+        records = apply_plan(plan, records)
+    return records, events
+
+
+def _write(
+    hits: DataFrame, rules: Sequence[CompiledRule], plan: Any, path: str
+) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """Detections written as Parquet by the executors (the ``--format parquet`` columns).
+
+    Returns the correlation matches (collected: the base rules' detections they need come
+    to the driver, correlations are few), the events read and the written detections per
+    level. Detections of ``generate: false`` rules are not written, as they are not output.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    spark = hits.sparkSession
+    keys = _rule_keys(rules) if plan else []
+    suppressed = plan.suppressed if plan else set()
+    kept = [i for i, r in enumerate(rules) if not plan or keys[i] not in suppressed]
+    meta = spark.createDataFrame(
+        [(i, r.meta.rule_id, r.meta.title, r.meta.level, r.meta.status, list(r.meta.tags), r.meta.techniques,
+          r.meta.tactics, r.meta.path) for i, r in ((i, rules[i]) for i in kept)],
+        "rule_index int, rule_id string, rule_title string, level string, status string, tags array<string>, "
+        "techniques array<string>, tactics array<string>, rule_path string",
+    )
+    hits = hits.persist(StorageLevel.MEMORY_AND_DISK)  # read three times below, computed once
+    try:
+        exploded = (hits.where(F.col("rules").isNotNull())
+                    .select(F.explode("rules").alias("rule_index"), *PROVENANCE_FIELDS, "event"))
+        detections = (exploded.join(F.broadcast(meta), "rule_index")
+                      .select("rule_id", "rule_title", "level", "status", "tags", "techniques", "tactics",
+                              "timestamp", "computer", "channel",
+                              F.expr("try_cast(event_id as bigint)").alias("event_id"), "source",
+                              F.expr("try_cast(record_id as bigint)").alias("record_id"), "position",
+                              "rule_path", "event"))
+        detections.write.mode("overwrite").parquet(path)
+        events = hits.where(F.col("rules").isNull()).agg(F.sum("events")).collect()[0][0] or 0
+        per_rule = exploded.groupBy("rule_index").count().collect()
+        kept_set = set(kept)
+        levels: dict[str, int] = defaultdict(int)
+        for row in per_rule:
+            if row["rule_index"] in kept_set:
+                levels[rules[row["rule_index"]].meta.level] += int(row["count"])
+        matches: list[dict[str, Any]] = []
+        if plan and plan.correlations:
+            from sigmahunt.correlation import correlate, record_key
+
+            base = [i for i, key in enumerate(keys) if key in plan.base_keys]
+            wanted = hits.where(F.arrays_overlap("rules", F.array(*[F.lit(i) for i in base]))) if base else None
+            with _quiet_pyspark():
+                base_records = _records(wanted.toArrow(), rules, set(base))[0] if wanted is not None else []
+            matches = [m for m in correlate(plan, base_records) if record_key(m) not in suppressed]
+    finally:
+        hits.unpersist()
+    return matches, int(events), dict(levels)
+
+
+def _ingest(
+    logs: Sequence[str | Path], store: EventStore, summary: HuntSummary, format_in: str | None, progress: Progress
+) -> list[str]:
+    """Store every log named (unchanged files already in the store are not re-read)."""
+    files = expand_log_paths(logs)
+    for path in files:
+        if not path.exists():
+            summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
+    files = [f for f in files if f.exists()]
+    progress.total_bytes(sum(f.stat().st_size for f in files))
+    for path in files:
+        progress.on_file(str(path))
+        digest = file_digest(path)
+        if store.is_current(str(path), digest):
+            _count_unreadable(summary, store.sources[str(path)].unreadable)
+        else:
+            for _ in _ingest_file(path, digest, store, summary, format_in):
+                pass
+        progress.on_bytes(path.stat().st_size)
+    return [str(f) for f in files]
+
+
+def run_spark_hunt(
+    logs: Sequence[str | Path] = (),
+    rules: Sequence[str | Path] = (),
+    *,
+    table: str | None = None,
+    store: str | Path | None = None,
+    spark: SparkSession | None = None,
+    master: str = DEFAULT_MASTER,
+    conf: Mapping[str, str] | None = None,
+    results_path: str | None = None,
+    placeholders: Mapping[str, Any] | None = None,
+    selection: RuleSelection | None = None,
+    format_in: str | None = None,
+    cache_dir: Path | None | bool = None,
+    progress: Progress | None = None,
+    prepared: PreparedRules | None = None,
+    filters: Sequence[str | Path] = (),
+) -> HuntResult:
+    """:func:`sigmahunt.run_hunt` on Spark: same records, same summary.
+
+    Events come from ``table`` (a store folder, Parquet/JSON path or table name), else from
+    ``logs`` (ingested into ``store`` or a temporary store), else from the whole ``store``.
+    ``spark`` reuses a session (left running); otherwise one is created for ``master`` and
+    stopped at the end. With ``results_path`` the detections are written there as Parquet
+    by the executors and ``records`` holds only correlation matches, if any (the summary
+    counts both). Correlation rules run on the driver over the detections, as in ``run_hunt``.
+    """
+    started = time.perf_counter()
+    progress = progress or Progress()
+    if prepared is None:
+        extra = {"filters": filters} if filters else {}
+        prepared = prepare_rules(rules, placeholders, cache_dir, selection, **extra)
+    runnable = prepared.runnable
+    summary = HuntSummary(
+        rules_loaded=len(prepared.compiled),
+        rules_failed=len(prepared.failures),
+        rules_inapplicable=len(prepared.inapplicable),
+        failed_rules=[f.to_dict() for f in prepared.failures],
+    )
+    if not prepared.compiled:
+        raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
+    if table is None and not logs and store is None:
+        raise NothingToHunt("no logs given: pass logs, --store DIR or --table NAME")
+    progress.on_rules(len(runnable))
+    plan = getattr(prepared, "correlation_plan", None)  # correlations: over the detections, on the driver
+    scratch = None
+    session = None
+    owned = False
+    try:
+        parts: list[str] = []
+        if table is None:
+            if store is None:
+                scratch = Path(tempfile.mkdtemp(prefix="sigmahunt-spark-"))
+            event_store = EventStore(store if store is not None else scratch)
+            if logs:
+                selected = _ingest(logs, event_store, summary, format_in, progress)
+            else:
+                selected = sorted(event_store.sources)
+                for source_path in selected:
+                    _count_unreadable(summary, event_store.sources[source_path].unreadable)
+            parts = [str(event_store.root / PARTS / p) for s in selected if s in event_store.sources
+                     for p in event_store.sources[s].parts]
+        records: list[dict[str, Any]] = []
+        if table is not None or parts:
+            session = spark
+            if session is None:
+                from pyspark.sql import SparkSession
+
+                owned = SparkSession.getActiveSession() is None
+                session = spark_session(master, conf)
+            frame = load_table(session, table) if table is not None else read_parts(session, parts)
+            hits = hunt_frame(frame, runnable)
+            if results_path:
+                records, summary.events_read, written = _write(hits, runnable, plan, results_path)
+                summary.detections = sum(written.values()) + len(records)
+                levels = Counter(written) + Counter(level_counts(records))
+                summary.detections_by_level = {lvl: levels[lvl] for lvl in LEVELS if levels.get(lvl)}
+            else:
+                records, summary.events_read = _collect(hits, runnable, plan)
+                summary.detections = len(records)
+                summary.detections_by_level = level_counts(records)
+            progress.on_events(summary.events_read)
+    finally:
+        if session is not None and owned:
+            session.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if summary.events_read == 0 and summary.unreadable:
+        raise NothingToHunt("no readable log: " + "; ".join(
+            f"{u.source} ({u.position}): {u.reason}" for u in summary.unreadable[:5]))
+    summary.seconds = time.perf_counter() - started
+    return HuntResult(records, summary, prepared)
+
+
+# -- the command line (``sigmahunt hunt --engine spark``) ----------------------------------
+
+def add_hunt_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("spark engine (--engine spark; pip install 'sigmahunt[spark]')")
+    group.add_argument("--master", default=DEFAULT_MASTER,
+                       help=f"Spark master URL (default {DEFAULT_MASTER}; e.g. spark://host:7077, yarn)")
+    group.add_argument("--table", help="events to hunt: a Spark table name, a Parquet or JSON path, or a "
+                                       "sigmahunt store folder (instead of LOGS)")
+    group.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                       help="a Spark setting (repeatable), e.g. spark.executor.memory=4g")
+    group.add_argument("--results-path", help="write detections as Parquet here from the executors "
+                                              "instead of collecting them (large results)")
+
+
+def run_engine(args: argparse.Namespace, prepared: PreparedRules, progress: Progress) -> HuntResult:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as error:
+        raise NothingToHunt("the spark engine needs pyspark: pip install 'sigmahunt[spark]'") from error
+    if args.table and args.logs:
+        raise NothingToHunt("pass either LOGS or --table, not both")
+    try:
+        conf = parse_conf(args.spark_conf)
+    except ValueError as error:
+        raise NothingToHunt(str(error)) from error
+    return run_spark_hunt(
+        args.logs,
+        table=args.table,
+        store=args.store,
+        master=args.master,
+        conf=conf,
+        results_path=args.results_path,
+        format_in=args.format_in,
+        progress=progress,
+        prepared=prepared,
+    )
+
+
+__all__ = ["add_hunt_options", "run_engine", "run_spark_hunt", "spark_session", "hunt_frame"]
