@@ -175,7 +175,7 @@ def test_untimed_and_ungrouped_detections_take_no_part(tmp_path: Path) -> None:
     untimed["timestamp"] = None
     stats: dict[str, int] = {}
     out = correlate(p, [untimed, rec(A, 1, TargetUserName="bob"), rec(A, 2), rec(A, 3)], stats)
-    assert out == [] and stats == {"untimed": 1, "ungrouped": 2}
+    assert out == [] and (stats["untimed"], stats["ungrouped"]) == (1, 2)
 
 
 def test_one_event_matched_by_two_rules_counts_once(tmp_path: Path) -> None:
@@ -728,3 +728,21 @@ def test_correlation_support_per_engine(tmp_path: Path) -> None:
     assert reason and "cannot run on engine 'elasticsearch'" in reason
     assert unsupported("spark", p, rule_reason={A: "no"}) == {spec.key: reason.replace("elasticsearch", "spark")
                                                                        .replace("uses |expand without values", "no")}
+
+
+def test_chained_correlation_groups_by_a_field_its_events_share(tmp_path: Path) -> None:
+    # The inner correlation groups by User; the outer by Computer, which the inner match's
+    # events share (WS1) or do not (bob's second burst spans two hosts: it takes no part).
+    inner = """
+title: Burst of A
+name: burst_a
+correlation: {type: event_count, rules: [rule_a], group-by: [User], timespan: 1m, condition: {gte: 2}}
+"""
+    p = plan(tmp_path, corr("temporal", rules="[burst_a, rule_b]", group_by="[Computer]", condition=""),
+             BASES + "---\n" + inner)
+    records = [rec(A, 0, User="bob", Computer="WS1"), rec(A, 1, User="bob", Computer="WS1"),
+               rec(B, 30, Computer="WS1"),
+               rec(A, 1000, User="bob", Computer="WS1"), rec(A, 1001, User="bob", Computer="WS2"),
+               rec(B, 1030, Computer="WS2")]
+    out = [m for m in correlate(p, records) if m["rule_title"] == "The correlation"]
+    assert [m["group"] for m in out] == [{"Computer": "WS1"}]

@@ -115,9 +115,20 @@ def field_value(record: Mapping[str, Any], name: str) -> Any:
     """A field of a detection's event (a correlation record: of its group), None if absent.
 
     Exact name first, then the Windows field renames (``Image`` -> ``NewProcessName``),
-    then a case-insensitive match.
+    then a case-insensitive match. A correlation match has the fields it grouped by, and
+    any field all its events share one value of.
     """
-    source = record.get("group") if is_correlation(record) else record.get("event")
+    if is_correlation(record):
+        value = _lookup(record.get("group") or {}, name)
+        if value is None:
+            values = {_lookup(event, name) for event in record.get("events") or ()}
+            if len(values) == 1:
+                value = values.pop()
+        return value
+    return _lookup(record.get("event") or {}, name)
+
+
+def _lookup(source: Mapping[str, Any], name: str) -> Any:
     if not source:
         return None
     value = source.get(name)
@@ -265,9 +276,15 @@ def ordered_prefix(window: Sequence[Item], refs: Sequence[str]) -> int:
 
 # -- windows -----------------------------------------------------------------------------
 
-def sliding_matches(items: Iterable[Item], spec: CorrelationSpec) -> Iterable[tuple[list[Item], Any]]:
-    """Matched maximal windows of one group's items (sorted by time), consumed as matched."""
+def sliding_matches(items: Iterable[Item], spec: CorrelationSpec,
+                    stats: dict[str, int] | None = None) -> Iterable[tuple[list[Item], Any]]:
+    """Matched maximal windows of one group's items (sorted by time), consumed as matched.
+
+    State: the items within ``timespan`` of the newest one (``stats["max_window"]`` records
+    the largest such window), never the group's whole history.
+    """
     span = spec.span_us
+    largest = 0
     window: deque[Item] = deque()
     aggregate = Aggregate(spec)
     for item in items:
@@ -284,6 +301,10 @@ def sliding_matches(items: Iterable[Item], spec: CorrelationSpec) -> Iterable[tu
                     aggregate.remove(window.popleft())
         window.append(item)
         aggregate.add(item)
+        if len(window) > largest:
+            largest = len(window)
+    if stats is not None and largest > stats.get("max_window", 0):
+        stats["max_window"] = largest
     if window:
         matched, value = aggregate.matches(window)
         if matched:
@@ -343,9 +364,10 @@ def correlate_one(spec: CorrelationSpec, inputs: Iterable[Mapping[str, Any]],
             continue
         stats["ungrouped"] = stats.get("ungrouped", 0) + 1
     out = []
+    stats["groups"] = stats.get("groups", 0) + len(groups)
     for group, items in groups.items():
         items.sort(key=lambda it: (it.ts, it.rank, it.seq))
-        for window, value in sliding_matches(items, spec):
+        for window, value in sliding_matches(items, spec, stats):
             out.append(correlation_record(spec, dict(zip(spec.group_by, group)), window, value))
     return out
 
