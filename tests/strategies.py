@@ -110,8 +110,9 @@ CONFUSABLE = {
 EVENT_TYPES = ("CreateKey", "createkey", "DeleteKey", "SetValue")
 
 
-def _chars(common_weight: int = 6) -> st.SearchStrategy[str]:
-    return st.sampled_from(list(COMMON_CHARS) * common_weight + list(RARE_CHARS))
+def _chars(common_weight: int = 6, ascii_letters: bool = False) -> st.SearchStrategy[str]:
+    rare = [c for c in RARE_CHARS if not ascii_letters or c.isascii() or c.lower() == c.upper()]
+    return st.sampled_from(list(COMMON_CHARS) * common_weight + rare)
 
 
 def text(max_size: int = 6) -> st.SearchStrategy[str]:
@@ -126,9 +127,13 @@ _WILDCARD_TOKENS = ["*", "*", "?", "\\*", "\\?", "\\\\", "\\"]
 
 
 @st.composite
-def sigma_string(draw: Any, wildcards: bool = True, max_tokens: int = 6) -> str:
-    """A Sigma string value as written in YAML (``*``/``?`` wildcards, ``\\`` escapes)."""
-    token = _chars() if not wildcards else st.one_of(_chars(), st.sampled_from(_WILDCARD_TOKENS))
+def sigma_string(draw: Any, wildcards: bool = True, max_tokens: int = 6, ascii_letters: bool = False) -> str:
+    """A Sigma string value as written in YAML (``*``/``?`` wildcards, ``\\`` escapes).
+
+    ``ascii_letters``: no non-ASCII letter that has a case pair (``é``/``É``).
+    """
+    chars = _chars(ascii_letters=ascii_letters)
+    token = chars if not wildcards else st.one_of(chars, st.sampled_from(_WILDCARD_TOKENS))
     tokens = draw(st.lists(token, max_size=max_tokens))
     out = "".join(tokens)
     if not wildcards:
@@ -207,7 +212,7 @@ def _one_or_list(draw: Any, values: list[Any]) -> Any:
 
 
 @st.composite
-def string_item(draw: Any, field_name: str | None) -> Item:
+def string_item(draw: Any, field_name: str | None, ascii_letters: bool = False) -> Item:
     """contains/startswith/endswith/windash/cased/all/neq on wildcard strings."""
     mods = []
     if draw(st.integers(0, 4)) == 0:
@@ -219,7 +224,7 @@ def string_item(draw: Any, field_name: str | None) -> Item:
         mods.insert(draw(st.integers(0, len(mods))), "cased")
     if field_name is not None and draw(st.integers(0, 7)) == 0:
         mods.insert(draw(st.integers(0, len(mods))), "neq")
-    values = draw(st.lists(sigma_string(), min_size=1, max_size=3))
+    values = draw(st.lists(sigma_string(ascii_letters=ascii_letters), min_size=1, max_size=3))
     if len(values) > 1 and draw(st.integers(0, 2)) == 0:
         mods.append("all")
     return Item(_key(field_name, mods), _one_or_list(draw, values))
@@ -297,19 +302,36 @@ def field_item(draw: Any, field_name: str) -> Item:
     return Item(_key("UtcTime", [part]), draw(st.sampled_from([1, 2, 3, 4, 5, 12, 31, 2024])))
 
 
+@dataclass(frozen=True)
+class RuleOptions:
+    """Rule shapes the agreement property leaves out because they hit a known, pinned bug.
+
+    ``non_ascii_keywords``: keyword literals may hold non-ASCII letters that have a case
+    pair (``é``), which the engine's keyword prefilter folds only for ASCII.
+    """
+
+    non_ascii_keywords: bool = False
+
+
+DEFAULT_RULES = RuleOptions()
+
+
 @st.composite
-def keyword_selection(draw: Any) -> tuple[Any, list[str]]:
+def keyword_selection(draw: Any, options: RuleOptions = DEFAULT_RULES) -> tuple[Any, list[str]]:
     """A keyword selection: a string, a list, or a ``'|modifier': values`` map."""
+    ascii_letters = not options.non_ascii_keywords
+    string = sigma_string(ascii_letters=ascii_letters)
     shape = draw(st.sampled_from(["list", "list", "single", "modifier"]))
     if shape == "single":
-        return draw(sigma_string()), []
+        return draw(string), []
     if shape == "list":
         values = draw(st.lists(
-            st.one_of(sigma_string(), sigma_string(), st.sampled_from([4688, 1, 5, 1.5])),
+            st.one_of(string, string, st.sampled_from([4688, 1, 5, 1.5])),
             min_size=1, max_size=3,
         ))
         return values, []
-    item = draw(st.one_of(string_item(None), string_item(None), regex_item(None), encoded_item(None)))
+    item = draw(st.one_of(string_item(None, ascii_letters), string_item(None, ascii_letters),
+                          regex_item(None), encoded_item(None)))
     return {item.key: item.value}, item.hints
 
 
@@ -323,9 +345,9 @@ def map_selection(draw: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 @st.composite
-def selection(draw: Any, name: str) -> tuple[Any, list[str], str]:
+def selection(draw: Any, name: str, options: RuleOptions = DEFAULT_RULES) -> tuple[Any, list[str], str]:
     if name.startswith("kw"):
-        body, hints = draw(keyword_selection())
+        body, hints = draw(keyword_selection(options))
         return body, hints, "keywords"
     shape = draw(st.sampled_from(["map", "map", "map", "list_of_maps"]))
     if shape == "map":
@@ -368,13 +390,13 @@ class GeneratedRule:
 
 
 @st.composite
-def rules(draw: Any) -> GeneratedRule:
+def rules(draw: Any, options: RuleOptions = DEFAULT_RULES) -> GeneratedRule:
     names = draw(st.lists(st.sampled_from(SELECTION_NAMES), min_size=1, max_size=4, unique=True))
     detection: dict[str, Any] = {}
     hints: list[str] = []
     shapes: set[str] = set()
     for name in names:
-        body, h, shape = draw(selection(name))
+        body, h, shape = draw(selection(name, options))
         detection[name] = body
         hints += h
         shapes.add(f"selection: {shape}")
@@ -653,8 +675,9 @@ class Case:
 
 
 @st.composite
-def single_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS) -> Case:
-    generated = draw(rules())
+def single_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS,
+                 rule_options: RuleOptions = DEFAULT_RULES) -> Case:
+    generated = draw(rules(rule_options))
     try:
         rule = parse(generated.yaml_text)
     except SigmaError as error:
@@ -675,8 +698,8 @@ class MultiCase:
 
 @st.composite
 def multi_cases(draw: Any, min_rules: int = 5, max_rules: int = 20, batches: int = 3,
-                options: EventOptions = DEFAULT_EVENTS) -> MultiCase:
-    generated = draw(st.lists(rules(), min_size=min_rules, max_size=max_rules))
+                options: EventOptions = DEFAULT_EVENTS, rule_options: RuleOptions = DEFAULT_RULES) -> MultiCase:
+    generated = draw(st.lists(rules(rule_options), min_size=min_rules, max_size=max_rules))
     seeds = Seeds()
     errors: list[str | None] = []
     shapes: set[str] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from sigmahunt.rules.prepare import RuleSelection, prepare_rules
 
 from .conftest import EXAMPLES
 
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 # Base rules used by the record-level tests (ids are what records carry).
 A, B, C = "aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002", \
@@ -355,7 +355,7 @@ def test_aliases_map_a_group_to_different_fields_per_rule(tmp_path: Path) -> Non
 
 
 def test_correlation_of_a_correlation(tmp_path: Path) -> None:
-    inner = f"""
+    inner = """
 title: Burst of A
 id: cccccccc-0000-4000-8000-0000000000a1
 name: burst_a
@@ -364,7 +364,7 @@ correlation:
     rules: [rule_a]
     group-by: [User]
     timespan: 1m
-    condition: {{gte: 3}}
+    condition: {gte: 3}
 """
     outer = corr("temporal_ordered", rules="[burst_a, rule_b]", group_by="[User]", timespan="10m",
                  condition="")

@@ -54,8 +54,8 @@ def test_without_filters_the_rule_fires_on_both_hosts() -> None:
 
 @pytest.mark.parametrize("target", [ENCODED_PS, ENCODED_PS.upper()])
 def test_filter_by_id_from_filters_path(tmp_path: Path, target: str) -> None:
-    flt = write(tmp_path / "filters" / "f.yml",
-                filter_doc(f"[{target}]", "{ParentProcessName|endswith: '\\cmd.exe'}"))
+    write(tmp_path / "filters" / "f.yml",
+          filter_doc(f"[{target}]", "{ParentProcessName|endswith: '\\cmd.exe'}"))
     result = run_hunt(LOGS, [EXAMPLES / "rules"], cache_dir=False, filters=[tmp_path / "filters"])
     assert titles(result, "Encoded PowerShell Command Line") == ["ws01.corp.example"]
     assert result.rules.filtered == {ENCODED_PS: ["Filter cmd parents"]}

@@ -220,6 +220,20 @@ def test_fast_path_declines_floats_and_slow_path_renders_them() -> None:
     assert frame["Value"].to_list() == ["2", "2.0", "1e+16"]
 
 
+def test_nested_values_with_escapes_and_mixed_types(tmp_path: Path) -> None:
+    path = tmp_path / "nested.jsonl"
+    records = [
+        {"EventID": 1, "Paths": ["C:\\temp\\new", 'say "hi"'], "Mixed": "plain"},
+        {"EventID": 2, "Paths": [], "Mixed": {"a": "C:\\temp"}},
+    ]
+    path.write_bytes(b"\n".join(json.dumps(r).encode() for r in records))
+    frame, problems = read_all([path])
+    assert problems == []
+    assert frame["Paths"].to_list() == ['["C:\\\\temp\\\\new","say \\"hi\\""]', "[]"]
+    assert frame["Mixed"].to_list() == ["plain", '{"a":"C:\\\\temp"}']
+    assert_frame_equal(frame.drop("_source"), slow_frame("x", path.read_bytes()).drop("_source"))
+
+
 def test_fast_path_declines_lone_surrogates(tmp_path: Path) -> None:
     data = b'{"EventID": 1, "Text": "a\\ud83db"}\n{"EventID": 2, "Text": "\\ud83d\\ude00"}\n'
     assert json_reader.fast_flat_frame("s", data, 1) is None
@@ -727,3 +741,11 @@ def test_fast_path_agrees_with_slow_path(records: list[dict[str, object]], blank
     fast = json_reader.fast_flat_frame("s", data, 1)
     if fast is not None:  # it may decline (then the slow path is used anyway)
         assert_frame_equal(fast, slow_frame("s", data))
+
+
+def test_bench_entry_point_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    from sigmahunt.ingest import bench
+
+    bench.main([str(FIXTURES / "flat_sample.jsonl"), str(FIXTURES / "broken_lines.jsonl")])
+    out = capsys.readouterr().out
+    assert "events=6 " in out and "unreadable=3 " in out

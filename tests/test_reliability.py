@@ -171,13 +171,16 @@ def test_sigterm_during_a_hunt_leaves_no_partial_output(tmp_path: Path) -> None:
         [sys.executable, "-m", "sigmahunt.cli", "hunt", str(logs), "--rules", str(EXAMPLES / "rules"),
          "--format", "jsonl", "-o", str(target), "--quiet", "--no-cache"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    time.sleep(2.5)
+    time.sleep(4)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     if process.returncode == 0:
         pytest.skip("the hunt finished before the signal: machine too fast for this input")
-    assert process.returncode == 130, stderr
-    assert b"interrupted" in stderr
+    # 130: our handler unwound the hunt; -SIGTERM: the signal came before the handler was
+    # installed (a loaded machine starts Python slowly). Either way nothing partial is left.
+    assert process.returncode in (130, -signal.SIGTERM), stderr
+    if process.returncode == 130:
+        assert b"interrupted" in stderr
     assert not target.exists()
     assert not list(tmp_path.glob(".out.jsonl.*"))
 

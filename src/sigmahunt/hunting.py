@@ -21,6 +21,7 @@ import polars as pl
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import EventBatch, Unreadable, read_logs
+from sigmahunt.parallel import WorkerResult, hunt_in_workers, should_parallelise
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
@@ -144,18 +145,24 @@ def run_hunt(
     if not prepared.compiled:
         raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
     progress.on_rules(len(runnable))
-    evaluator = BatchEvaluator(prepared.plan())
     collector = DetectionCollector(runnable)
     with EventStore(store) as event_store:
-        for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
-            summary.events_read += frame.height
-            progress.on_events(frame.height)
-            summary.detections += collector.collect(frame, evaluator.evaluate(frame))
+        files = _existing_files(logs, summary) if logs and event_store.temporary else []
+        if files and should_parallelise(files):
+            progress.total_bytes(sum(f.stat().st_size for f in files))
+            hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress))
+        else:
+            evaluator = BatchEvaluator(prepared.plan())
+            for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
+                summary.events_read += frame.height
+                progress.on_events(frame.height)
+                summary.detections += collector.collect(frame, evaluator.evaluate(frame))
     if summary.events_read == 0 and summary.events_unreadable == 0 and not logs and store is None:
         raise NothingToHunt("no logs given")
     if summary.events_read == 0 and summary.unreadable:
         raise NothingToHunt("no readable log: " + "; ".join(
             f"{u.source} ({u.position}): {u.reason}" for u in summary.unreadable[:5]))
+    summary.unreadable.sort(key=lambda u: (u.source, _natural(u.position)))
     records = collector.records
     if prepared.correlation_plan:  # correlations over the base detections; hides generate: false rules
         from sigmahunt.correlation import apply_plan
@@ -165,6 +172,27 @@ def run_hunt(
     summary.detections_by_level = level_counts(records)
     summary.seconds = time.perf_counter() - started
     return HuntResult(records, summary, prepared)
+
+
+def _natural(position: str) -> tuple[str, int]:
+    head, _, number = position.rpartition(" ")
+    return (head, int(number)) if number.isdigit() else (position, 0)
+
+
+def _existing_files(logs: Sequence[str | Path], summary: HuntSummary) -> list[Path]:
+    files = expand_log_paths(logs)
+    return files if all(f.exists() for f in files) else []  # missing files: the sequential path reports them
+
+
+def _merge(part: WorkerResult, summary: HuntSummary, collector: DetectionCollector, progress: Progress) -> None:
+    summary.events_read += part.events_read
+    for item in part.unreadable:
+        summary.unreadable.append(UnreadableRecord(item["source"], item["position"], item["reason"]))
+        summary.events_unreadable += 1
+    collector.records.extend(part.records)
+    summary.detections += len(part.records)
+    progress.on_events(part.events_read)
+    progress.on_bytes(part.bytes_done)
 
 
 def _first_failures(prepared: PreparedRules) -> str:

@@ -125,6 +125,9 @@ class Pipeline:
     description: str
     rules: tuple[FieldRule, ...] = ()
     prefix: str = ""  # put before every field no rule names (and that has no dot)
+    #: Write dots in names no rule maps as U+2024 (looks alike): Elasticsearch reads a dot as
+    #: an object path, and one event's ``host`` (a string) would then reject another's ``host.name``.
+    escape_dots: bool = False
     routes: tuple[IndexRoute, ...] = ()
     default_index: str | None = None
     #: Whether a route's index holds only its channels (HELK), so the query needs no channel test.
@@ -148,6 +151,8 @@ class Pipeline:
         """The index name of a field no rule names."""
         if self.prefix and "." not in name:
             return self.prefix + name
+        if self.escape_dots and "." in name:
+            return name.replace(".", DOT_SUBSTITUTE)
         return name
 
     def target(self, name: str, channel: str | None = None, event_id: str | None = None) -> str:
@@ -256,10 +261,11 @@ class Pipeline:
 
 
 COLLISION_PREFIX = "sigmahunt_collision."
+DOT_SUBSTITUTE = "\u2024"  # ONE DOT LEADER
 
 
 def _keep_apart(name: str, value: str, out: dict[str, str], renames: dict[str, str]) -> None:
-    key = COLLISION_PREFIX + name
+    key = COLLISION_PREFIX + name.replace(".", DOT_SUBSTITUTE)
     out[key] = value
     renames[key] = name
 
@@ -425,6 +431,7 @@ def _helk() -> Pipeline:
         routes=routes,
         default_index="logs-*",
         channel_implied_by_index=True,
+        escape_dots=True,
         sources=("SigmaHQ/sigma tools/config/helk.yml (legacy sigmac configuration)",),
     )
 
@@ -570,6 +577,7 @@ def _raw() -> Pipeline:
         name="raw",
         description="field names as in the EVTX (Channel, EventID, Image...): sigmahunt ingest --pipeline raw",
         default_index="sigmahunt-*",
+        escape_dots=True,
     )
 
 

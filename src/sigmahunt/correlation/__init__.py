@@ -14,7 +14,12 @@ Importing this package also teaches pySigma the specification's range conditions
 from __future__ import annotations
 
 from sigmahunt.correlation import conditions as _conditions  # noqa: F401  (installs range conditions)
-from sigmahunt.correlation.engine import CORRELATION_KEYS, apply_plan, correlate, correlate_one
+from sigmahunt.correlation.engine import (
+    CORRELATION_KEYS,
+    apply_plan,
+    correlate,
+    correlate_one,
+)
 from sigmahunt.correlation.plan import (
     CorrelationPlan,
     CorrelationSpec,

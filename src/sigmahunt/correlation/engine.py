@@ -42,7 +42,7 @@ import bisect
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sigmahunt.correlation.conditions import holds
@@ -74,7 +74,7 @@ CORRELATION_KEYS = ("correlation_type", "group", "window_start", "window_end", "
 class Item:
     """One detection as a correlation sees it."""
 
-    __slots__ = ("ts", "seq", "rank", "rule", "event_key", "value", "record", "also")
+    __slots__ = ("also", "event_key", "nested", "rank", "record", "rule", "seq", "ts", "value")
 
     def __init__(self, ts: int, seq: int, rank: int, rule: str, event_key: Any, value: Any,
                  record: Mapping[str, Any]) -> None:
@@ -86,11 +86,12 @@ class Item:
         self.value = value
         self.record = record
         self.also: list[str] | None = None  # other referenced rules that matched the same event
+        self.nested = is_correlation(record)  # a correlation match (chains), not one event
 
 
 # -- reading records ---------------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def timestamp_us(text: Any) -> int | None:
@@ -102,7 +103,7 @@ def timestamp_us(text: Any) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -199,13 +200,11 @@ class Aggregate:
             key = item.rule if kind == "temporal" else item.value
             if key is not None:
                 self.values[key] += 1
-        elif kind in ("value_sum", "value_avg"):
-            if item.value is not None:
-                self.total += item.value
-                self.numbers += 1
-        elif kind in ("value_median", "value_percentile"):
-            if item.value is not None:
-                bisect.insort(self.sorted, item.value)
+        elif kind in ("value_sum", "value_avg") and item.value is not None:
+            self.total += item.value
+            self.numbers += 1
+        elif kind in ("value_median", "value_percentile") and item.value is not None:
+            bisect.insort(self.sorted, item.value)
 
     def remove(self, item: Item) -> None:
         self.n -= 1
@@ -216,13 +215,11 @@ class Aggregate:
                 self.values[key] -= 1
                 if not self.values[key]:
                     del self.values[key]
-        elif kind in ("value_sum", "value_avg"):
-            if item.value is not None:
-                self.total -= item.value
-                self.numbers -= 1
-        elif kind in ("value_median", "value_percentile"):
-            if item.value is not None:
-                del self.sorted[bisect.bisect_left(self.sorted, item.value)]
+        elif kind in ("value_sum", "value_avg") and item.value is not None:
+            self.total -= item.value
+            self.numbers -= 1
+        elif kind in ("value_median", "value_percentile") and item.value is not None:
+            del self.sorted[bisect.bisect_left(self.sorted, item.value)]
 
     def value(self, window: Sequence[Item]) -> Any:
         kind = self.kind
@@ -301,8 +298,7 @@ def sliding_matches(items: Iterable[Item], spec: CorrelationSpec,
                     aggregate.remove(window.popleft())
         window.append(item)
         aggregate.add(item)
-        if len(window) > largest:
-            largest = len(window)
+        largest = max(largest, len(window))
     if stats is not None and largest > stats.get("max_window", 0):
         stats["max_window"] = largest
     if window:
@@ -314,10 +310,15 @@ def sliding_matches(items: Iterable[Item], spec: CorrelationSpec,
 # -- the correlation of one rule ---------------------------------------------------------
 
 def correlate_one(spec: CorrelationSpec, inputs: Iterable[Mapping[str, Any]],
-                  stats: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Correlation records of ``spec`` over the detection records of the rules it refers to."""
+                  stats: dict[str, int] | None = None,
+                  times: dict[int, int | None] | None = None) -> list[dict[str, Any]]:
+    """Correlation records of ``spec`` over the detection records of the rules it refers to.
+
+    ``times`` caches parsed timestamps by record identity across correlations.
+    """
     stats = stats if stats is not None else {}
-    rank = {}
+    times = times if times is not None else {}
+    rank: dict[str, int] = {}
     for position, ref in enumerate(spec.refs):
         rank.setdefault(ref, position)
     temporal = spec.type in ("temporal", "temporal_ordered")
@@ -330,11 +331,13 @@ def correlate_one(spec: CorrelationSpec, inputs: Iterable[Mapping[str, Any]],
         rule = record_key(record)
         if rule not in rank:
             continue
-        ts = timestamp_us(record.get("timestamp"))
+        ts = times.get(id(record), -1)
+        if ts == -1:
+            ts = times[id(record)] = timestamp_us(record.get("timestamp"))
         if ts is None:
             stats["untimed"] = stats.get("untimed", 0) + 1
             continue
-        group = []
+        group: list[str] = []
         for name in spec.group_by:
             value = field_value(record, spec.aliases.get(name, {}).get(rule, name))
             if value is None:
@@ -365,10 +368,10 @@ def correlate_one(spec: CorrelationSpec, inputs: Iterable[Mapping[str, Any]],
         stats["ungrouped"] = stats.get("ungrouped", 0) + 1
     out = []
     stats["groups"] = stats.get("groups", 0) + len(groups)
-    for group, items in groups.items():
+    for group_values, items in groups.items():
         items.sort(key=lambda it: (it.ts, it.rank, it.seq))
         for window, value in sliding_matches(items, spec, stats):
-            out.append(correlation_record(spec, dict(zip(spec.group_by, group)), window, value))
+            out.append(correlation_record(spec, dict(zip(spec.group_by, group_values)), window, value))
     return out
 
 
@@ -379,23 +382,28 @@ def correlation_record(spec: CorrelationSpec, group: dict[str, Any], window: Seq
     event_ids: list[list[Any]] = []
     event_rules: list[list[str]] = []
     index: dict[tuple[Any, Any], int] = {}
+    start = window[0].record.get("timestamp") or ""
     for item in window:
         record = item.record
-        if is_correlation(record):
-            nested = zip(record.get("events") or [], record.get("event_ids") or [],
-                         record.get("event_rules") or [])
+        if item.nested:
+            nested: Iterable[tuple[Any, Any, Any]] = zip(
+                record.get("events") or [], record.get("event_ids") or [], record.get("event_rules") or [])
+            start = min(start, record.get("window_start") or start)
         else:
-            nested = [(record.get("event") or {}, [record.get("source"), record.get("position")],
-                       [record.get("rule_id") or record.get("rule_title") or "", *(item.also or [])])]
+            rules = [record.get("rule_id") or record.get("rule_title") or ""]
+            if item.also:
+                rules.extend(item.also)
+            nested = ((record.get("event") or {}, (record.get("source"), record.get("position")), rules),)
         for event, ids, rules in nested:
             ident = (ids[0], ids[1])
-            if ident in index:
-                known = event_rules[index[ident]]
+            position = index.get(ident)
+            if position is not None:
+                known = event_rules[position]
                 known.extend(r for r in rules if r not in known)
                 continue
             index[ident] = len(events)
             events.append(event)
-            event_ids.append(list(ids))
+            event_ids.append([ident[0], ident[1]])
             event_rules.append(list(rules))
     meta = spec.meta
     last = window[-1].record  # the event that completed the match: the row's provenance
@@ -419,17 +427,13 @@ def correlation_record(spec: CorrelationSpec, group: dict[str, Any], window: Seq
         "event": last.get("event") or {},
         "correlation_type": spec.type,
         "group": group,
-        "window_start": min(_start_of(it.record) for it in window),
+        "window_start": start,
         "window_end": last.get("timestamp"),
         "value": value,
         "event_ids": event_ids,
         "event_rules": event_rules,
         "events": events,
     }
-
-
-def _start_of(record: Mapping[str, Any]) -> str:
-    return str((record.get("window_start") if is_correlation(record) else record.get("timestamp")) or "")
 
 
 # -- every correlation -------------------------------------------------------------------
@@ -450,9 +454,10 @@ def correlate(correlations: CorrelationPlan | Sequence[CorrelationSpec],
         if key in wanted:
             by_rule.setdefault(key, []).append(record)
     out: list[dict[str, Any]] = []
+    times: dict[int, int | None] = {}
     for spec in specs:
         inputs = (r for ref in dict.fromkeys(spec.refs) for r in by_rule.get(ref, ()))
-        produced = correlate_one(spec, inputs, stats)
+        produced = correlate_one(spec, inputs, stats, times)
         if spec.key in wanted:
             by_rule[spec.key] = list(produced)
         out.extend(produced)

@@ -313,10 +313,7 @@ def _spec(loaded: LoadedCorrelation, key: str, index: _Index) -> CorrelationSpec
 def _expression(node: Any, resolve: Any) -> Any:
     """An extended condition as nested tuples over rule keys: ('and'|'or', [..]), ('not', x), key."""
     if isinstance(node, SigmaRuleReference):
-        try:
-            return resolve(node.reference)
-        except _Unresolved:
-            raise
+        return resolve(node.reference)
     if isinstance(node, CorrelationConditionNOT):
         return ("not", _expression(node.args[0], resolve))
     if isinstance(node, CorrelationConditionAND):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sigmahunt.correlation.plan import CorrelationSpec, TYPES
+from sigmahunt.correlation.plan import TYPES, CorrelationSpec
 
 #: Engines whose detections sigmahunt correlates (all of them, through ``correlate``).
 ENGINES = frozenset({"embedded", "elasticsearch", "opensearch", "spark"})

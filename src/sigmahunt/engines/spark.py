@@ -56,6 +56,7 @@ from sigmahunt.hunting import (
     _count_unreadable,
     _first_failures,
     _ingest_file,
+    _row_events,
     expand_log_paths,
 )
 from sigmahunt.results import LEVELS, Detection, HuntSummary, level_counts
@@ -88,6 +89,13 @@ DEFAULT_CONF: dict[str, str] = {
 PROVENANCE_FIELDS = tuple(PROVENANCE.values())  # timestamp, computer, channel, event_id, source, ...
 HITS_DDL = ", ".join(["rules array<int>", *(f"{name} string" for name in PROVENANCE_FIELDS),
                       "event string", "events bigint"])
+
+#: Reading a sigmahunt store: ``parts`` (executors read the Parquet parts themselves, as the
+#: embedded engine does) or ``dataframe`` (Spark reads them with a merged schema).
+READER_CONF = "spark.sigmahunt.reader"
+#: Rows per work unit in ``parts`` mode (default: enough units for 3 per core, 10k..50k rows).
+ROWS_PER_UNIT_CONF = "spark.sigmahunt.rowsPerUnit"
+MIN_UNIT_ROWS, MAX_UNIT_ROWS = 10_000, 50_000
 
 #: Parsed plans per Python worker, keyed by the rule set JSON's hash (a few rule sets at most).
 _PLANS: dict[str, BatchEvaluator] = {}
@@ -135,10 +143,16 @@ def hits_schema() -> pa.Schema:
                       pa.field("event", pa.string()), pa.field("events", pa.int64())])
 
 
+def _count_batch(events: int, schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {"rules": [None], **{name: [None] for name in PROVENANCE_FIELDS}, "event": [None], "events": [events]},
+        schema=schema)
+
+
 def hunt_partition(
     key: str, payload: Any, names_json: bytes, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body: the embedded evaluator on each batch of a partition.
+    """``mapInArrow`` body over a table's rows: the embedded evaluator on each Arrow batch.
 
     Columns arrive positionally named (``c0``, ``c1``...: pyspark cannot pass a column
     named ``event.code`` through ``mapInArrow``); ``names_json`` holds their real names.
@@ -155,9 +169,35 @@ def hunt_partition(
         hits = evaluate_frame(evaluator, frame)
         if hits:
             yield hits_batch(frame, hits, schema)
-    yield pa.RecordBatch.from_pydict(
-        {"rules": [None], **{name: [None] for name in PROVENANCE_FIELDS}, "event": [None], "events": [events]},
-        schema=schema)
+    yield _count_batch(events, schema)
+
+
+def hunt_parts_partition(key: str, payload: Any, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body over work units ``(path, offset, length)`` of a store's Parquet parts.
+
+    Each unit is read here, with Polars, exactly as the embedded engine reads a stored
+    part (same columns, same order), and evaluated as one batch.
+    """
+    evaluator = evaluator_for(key, payload)
+    schema = hits_schema()
+    events = 0
+    for batch in batches:
+        for path, offset, length in zip(*(batch.column(i).to_pylist() for i in range(3))):
+            frame = read_unit(path, offset, length)
+            events += frame.height
+            if frame.height == 0:
+                continue
+            hits = evaluator.evaluate(frame)
+            if hits:
+                yield hits_batch(frame, hits, schema)
+    yield _count_batch(events, schema)
+
+
+def read_unit(path: str, offset: int, length: int) -> pl.DataFrame:
+    """Rows ``[offset, offset + length)`` of a Parquet part (the whole part when length < 0)."""
+    if length < 0:
+        return pl.read_parquet(path)
+    return pl.scan_parquet(path).slice(offset, length).collect()
 
 
 def as_frame(batch: pa.RecordBatch) -> pl.DataFrame:
@@ -203,21 +243,25 @@ def evaluate_frame(evaluator: BatchEvaluator, frame: pl.DataFrame) -> dict[int, 
 
 
 def hits_batch(frame: pl.DataFrame, hits: Mapping[int, np.ndarray], schema: pa.Schema) -> pa.RecordBatch:
-    """One row per matching event: the rules it matched, provenance, and its non-null fields."""
+    """One row per matching event: the rules it matched, provenance, and the event's fields.
+
+    The fields and provenance come from the embedded engine's own ``_row_events`` (the
+    event's non-null, non-metadata fields, keys sorted), so records built from them on
+    the driver are the embedded engine's records.
+    """
     rules_of: dict[int, list[int]] = defaultdict(list)
     for rule_index in sorted(hits):
         for row in hits[rule_index].tolist():
             rules_of[row].append(rule_index)
-    rows = sorted(rules_of)
+    rows = np.array(sorted(rules_of), dtype=np.int64)
+    events = _row_events(frame, rows)
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-    for row, record in zip(rows, frame[rows].iter_rows(named=True)):
+    for row in rows.tolist():
+        fields, provenance = events[row]
         columns["rules"].append(rules_of[row])
-        for column, target in PROVENANCE.items():
-            columns[target].append(record.get(column))
-        # Exactly hunting._row_events: the event's non-null, non-metadata fields. Keys sorted: a
-        # merged schema's column order depends on which files Spark lists first.
-        fields = {k: v for k, v in record.items() if v is not None and not k.startswith("_")}
-        columns["event"].append(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode())
+        for name in PROVENANCE_FIELDS:
+            columns[name].append(provenance[name])
+        columns["event"].append(orjson.dumps(fields).decode())
         columns["events"].append(None)
     return pa.RecordBatch.from_pydict(columns, schema=schema)
 
@@ -262,15 +306,15 @@ def parse_conf(items: Sequence[str]) -> dict[str, str]:
     return conf
 
 
+def is_store(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).exists()
+
+
 def load_table(spark: SparkSession, table: str) -> DataFrame:
-    """A sigmahunt store folder, a Parquet file/folder, a JSON (lines) file/folder, or a table name."""
+    """A Parquet file/folder, a JSON (lines) file/folder, or a table name, as a DataFrame."""
     path = Path(table)
-    if path.is_dir() and (path / MANIFEST).exists():
-        store = EventStore(path)
-        parts = [str(path / PARTS / p) for s in store.sources.values() for p in s.parts]
-        if not parts:
-            raise NothingToHunt(f"{table}: the store holds no events")
-        return read_parts(spark, parts)
+    if is_store(path):
+        return read_parts(spark, [str(path / PARTS)])
     if path.exists():
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         suffixes = {p.suffix.lower() for p in files if not p.name.startswith((".", "_"))}
@@ -309,6 +353,54 @@ def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule]) -> DataFrame:
     body = functools.partial(hunt_partition, payload_key(payload), broadcast, names)
     with _quiet_pyspark():
         return as_strings(frame).mapInArrow(body, HITS_DDL)
+
+
+def work_units(parts: Sequence[str], rows_per_unit: int) -> list[tuple[str, int, int]]:
+    """Each part cut into row ranges of at most ``rows_per_unit`` (footers read for row counts)."""
+    import pyarrow.parquet as pq
+
+    units = []
+    for path in parts:
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, ValueError):  # not a local file: one unit, read whole
+            units.append((path, 0, -1))
+            continue
+        for offset in range(0, rows, rows_per_unit):
+            units.append((path, offset, min(rows_per_unit, rows - offset)))
+    return units
+
+
+def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[CompiledRule],
+               rows_per_unit: int | None = None) -> DataFrame:
+    """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over a store's Parquet parts, lazily.
+
+    The driver only lists work units (part, row range); the executors read them. Units
+    are small enough to give every core several (a few large parts would otherwise leave
+    cores idle) and large enough for the evaluator to amortise a batch's fixed costs.
+    """
+    sc = spark.sparkContext
+    parallelism = max(1, sc.defaultParallelism)
+    if rows_per_unit is None:
+        configured = spark.conf.get(ROWS_PER_UNIT_CONF, None)
+        if configured:
+            rows_per_unit = int(configured)
+        else:
+            import pyarrow.parquet as pq
+
+            try:
+                total = sum(pq.read_metadata(p).num_rows for p in parts)
+            except (OSError, ValueError):
+                total = len(parts) * MAX_UNIT_ROWS
+            rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
+    units = work_units(parts, rows_per_unit)
+    payload = rules_payload(rules)
+    broadcast = sc.broadcast(payload)
+    body = functools.partial(hunt_parts_partition, payload_key(payload), broadcast)
+    slices = max(1, min(len(units), parallelism * 3))
+    frame = spark.createDataFrame(sc.parallelize(units, slices), "path string, offset bigint, length bigint")
+    with _quiet_pyspark():
+        return frame.mapInArrow(body, HITS_DDL)
 
 
 def _records(
@@ -442,6 +534,7 @@ def run_spark_hunt(
     progress: Progress | None = None,
     prepared: PreparedRules | None = None,
     filters: Sequence[str | Path] = (),
+    reader: str | None = None,
 ) -> HuntResult:
     """:func:`sigmahunt.run_hunt` on Spark: same records, same summary.
 
@@ -451,6 +544,9 @@ def run_spark_hunt(
     stopped at the end. With ``results_path`` the detections are written there as Parquet
     by the executors and ``records`` holds only correlation matches, if any (the summary
     counts both). Correlation rules run on the driver over the detections, as in ``run_hunt``.
+    ``reader`` says how a store is read: ``parts`` (default; the executors read its Parquet
+    parts with Polars) or ``dataframe`` (Spark reads them, merged schema); also settable
+    as the Spark setting ``spark.sigmahunt.reader``.
     """
     started = time.perf_counter()
     progress = progress or Progress()
@@ -475,6 +571,8 @@ def run_spark_hunt(
     owned = False
     try:
         parts: list[str] = []
+        if table is not None and is_store(table) and not logs:
+            store, table = table, None  # a store folder as --table: hunted like --store DIR
         if table is None:
             if store is None:
                 scratch = Path(tempfile.mkdtemp(prefix="sigmahunt-spark-"))
@@ -485,7 +583,7 @@ def run_spark_hunt(
                 selected = sorted(event_store.sources)
                 for source_path in selected:
                     _count_unreadable(summary, event_store.sources[source_path].unreadable)
-            parts = [str(event_store.root / PARTS / p) for s in selected if s in event_store.sources
+            parts = [str((event_store.root / PARTS / p).resolve()) for s in selected if s in event_store.sources
                      for p in event_store.sources[s].parts]
         records: list[dict[str, Any]] = []
         if table is not None or parts:
@@ -495,8 +593,15 @@ def run_spark_hunt(
 
                 owned = SparkSession.getActiveSession() is None
                 session = spark_session(master, conf)
-            frame = load_table(session, table) if table is not None else read_parts(session, parts)
-            hits = hunt_frame(frame, runnable)
+            mode = reader or session.conf.get(READER_CONF, None) or "parts"
+            if mode not in ("parts", "dataframe"):
+                raise NothingToHunt(f"{READER_CONF} must be 'parts' or 'dataframe', not {mode!r}")
+            if table is not None:
+                hits = hunt_frame(load_table(session, table), runnable)
+            elif mode == "parts":
+                hits = hunt_parts(session, parts, runnable)
+            else:
+                hits = hunt_frame(read_parts(session, parts), runnable)
             if results_path:
                 records, summary.events_read, written = _write(hits, runnable, plan, results_path)
                 summary.detections = sum(written.values()) + len(records)

@@ -100,20 +100,23 @@ class JsonPlan:
 
 def read_json(source: str, data: bytes, fmt: LogFormat) -> Iterator[Output]:
     """Read one JSON leaf of any layout, yielding frames and Unreadables."""
-    return execute_json(plan_json(source, data, fmt))
+    for plan in plan_json(source, data, fmt):
+        yield from execute_json(plan)
 
 
-def plan_json(source: str, data: bytes, fmt: LogFormat) -> JsonPlan:
+def plan_json(source: str, data: bytes, fmt: LogFormat) -> Iterator[JsonPlan]:
+    """Plans for a JSON leaf: one per line chunk (so that planning the next
+    chunk overlaps reading this one), or one for the whole leaf."""
     data = to_utf8(data)
     layout = "lines" if fmt is LogFormat.JSONL else detect_layout(data)
     forced = fmt if fmt in (LogFormat.EVTX_JSON, LogFormat.FLAT_JSON, LogFormat.WINLOGBEAT) else None
-    plan = JsonPlan(source, layout, data, forced)
-    if layout == "lines":
-        plan.chunks = list(split_line_chunks(data, CHUNK_BYTES))
+    if layout != "lines":
+        yield JsonPlan(source, layout, data, forced)
+        return
+    for chunk in split_line_chunks(data, CHUNK_BYTES):
         if forced in (None, LogFormat.FLAT_JSON):
-            for chunk in plan.chunks:
-                chunk.schema = fast_path_schema(chunk.data)
-    return plan
+            chunk.schema = fast_path_schema(chunk.data)
+        yield JsonPlan(source, layout, chunk.data, forced, [chunk])
 
 
 def execute_json(plan: JsonPlan) -> Iterator[Output]:
@@ -482,12 +485,7 @@ def _hides_nested_values(frame: pl.DataFrame, schema: pl.Schema, data: bytes) ->
     strings = [name for name, dtype in schema.items() if dtype == pl.String]
     if not strings:
         return False
-    looks_nested = frame.select(
-        (pl.col(name).str.starts_with('{"') | pl.col(name).str.starts_with("[") | (pl.col(name) == "{}"))
-        .any()
-        .alias(name)
-        for name in strings
-    ).row(0, named=True)
+    looks_nested = frame.select(pl.col(strings).str.contains(r'^(?:\[|\{"|\{\}$)').any()).row(0, named=True)
     for name, suspicious in looks_nested.items():
         if not suspicious:
             continue

@@ -79,12 +79,14 @@ def _prepare(leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None) -> I
             if fmt is not None:
                 yield fmt
             continue
+        if not fmt.is_json:
+            yield _Task(leaf, fmt)
+            continue
         try:
-            plan = plan_json(leaf.source, leaf.data, fmt) if fmt.is_json else None
+            for plan in plan_json(leaf.source, leaf.data, fmt):
+                yield _Task(leaf, fmt, plan)
         except Exception as exc:
             yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
-            continue
-        yield _Task(leaf, fmt, plan)
 
 
 def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:

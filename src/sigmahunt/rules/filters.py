@@ -58,9 +58,9 @@ def load_filters(paths: Sequence[str | Path]) -> tuple[list[LoadedFilter], list[
         loaded = load_rule_file(path)
         failures.extend(loaded.failures)
         filters.extend(loaded.filters)
-        for rule in [*loaded.rules, *loaded.correlations]:
+        for item in [*(r.rule for r in loaded.rules), *(c.rule for c in loaded.correlations)]:
             failures.append(RuleFailure(str(path), "a --filters file holds a rule, not a filter: ignored",
-                                        str(rule.rule.id) if rule.rule.id else None, rule.rule.title))
+                                        str(item.id) if item.id else None, item.title))
         if not loaded.filters and not loaded.failures and not loaded.rules and not loaded.correlations:
             failures.append(RuleFailure(str(path), "no filter document in this file"))
     return filters, failures
@@ -129,7 +129,7 @@ def apply_filters(
         else:
             found: list[int] = []
             for reference in sigma_filter.filter.rules:
-                text = str(reference.reference).strip()
+                text = str(getattr(reference, "reference", reference)).strip()
                 hits = by_id.get(text.lower()) or by_name.get(text)
                 if hits:
                     found.extend(hits)
@@ -206,7 +206,7 @@ def _refilter_file(
         titles = []
         for _, loaded_filter in pairs:
             before = list(loaded_rule.rule.detection.condition)
-            loaded_rule.rule = loaded_filter.filter.apply_on_rule(loaded_rule.rule)
+            loaded_rule.rule = loaded_filter.filter.apply_on_rule(loaded_rule.rule)  # type: ignore[assignment]
             if loaded_rule.rule.detection.condition != before:
                 titles.append(_title(loaded_filter))
         if not titles:
@@ -233,14 +233,15 @@ def _refilter_file(
 
 def _cache_file(cache: Any, path: Path, digests: Sequence[str]) -> Path | None:
     """The cache entry of a file compiled with these filters: its bytes + the filters + the cache's salt."""
-    if cache is None:
-        return None
+    root, salt = getattr(cache, "root", None), getattr(cache, "salt", None)
+    if root is None or not isinstance(salt, str):
+        return None  # no cache, or one this module does not know: compile without caching
     try:
         content = path.read_bytes()
     except OSError:
         return None
-    digest = hashlib.sha256(content + b"\0filters\0" + "\n".join(digests).encode() + cache.salt.encode()).hexdigest()
-    return Path(cache.root) / "filtered" / digest[:2] / f"{digest}.json"
+    digest = hashlib.sha256(content + b"\0filters\0" + "\n".join(digests).encode() + salt.encode()).hexdigest()
+    return Path(root) / "filtered" / digest[:2] / f"{digest}.json"
 
 
 def _cache_read(cache_file: Path | None) -> dict[str, Any] | None:

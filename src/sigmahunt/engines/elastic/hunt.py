@@ -31,10 +31,13 @@ from sigmahunt.engines.elastic.query import (
     LoweredRule,
     Node,
     count_leaves,
+    is_regex,
     lower_rule,
     needs_scripts,
+    relax,
     split_for_clauses,
     to_dsl,
+    untranslatable,
 )
 from sigmahunt.engines.embedded.ir import CompiledRule, RuleMeta
 from sigmahunt.hunting import HuntResult, Progress
@@ -63,6 +66,7 @@ class _Task:
     tree: Node
     query: dict[str, Any]
     splits_left: int = 3  # how often a rejected (too many clauses) query may be halved again
+    explicit_case: bool = True
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _RuleRun:
     hits: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     queries: int = 0
+    verify: str | None = None  # why the query is a relaxed superset, checked by the embedded evaluator
 
 
 def run_elastic_hunt(
@@ -103,10 +108,21 @@ def run_elastic_hunt(
             first = lower_rule(run.rule, pipeline, index=options.index)
             resolve = resolvers.for_indices(first.index_expression)
             run.lowered = lower_rule(run.rule, pipeline, index=options.index, resolve=resolve)
-            if needs_scripts(run.lowered.tree) and not caps.scripts:
-                raise ConversionRefused("fieldref needs a scripted query (painless), which this cluster lacks")
-            for piece in split_for_clauses(run.lowered.tree, options.max_clauses):
-                tasks.append(_Task(i, run.lowered.index_expression, piece, to_dsl(piece, layout, caps)))
+            tree = run.lowered.tree
+            if _has_test(tree, lambda t: untranslatable(t, caps)):
+                if not layout.normalized:
+                    if needs_scripts(tree) and not caps.scripts:
+                        raise ConversionRefused("fieldref needs a scripted query (painless), which this "
+                                                "cluster lacks")
+                    raise ConversionRefused("a test has no query equivalent (see sigmahunt convert)")
+                tree = relax(tree, lambda t: untranslatable(t, caps))
+                run.verify = "tests without a query equivalent"
+                if tree.op == "const":
+                    raise ConversionRefused("no test of this rule can run as a query")
+            explicit = not resolvers.own_layout(run.lowered.index_expression)
+            for piece in split_for_clauses(tree, options.max_clauses):
+                tasks.append(_Task(i, run.lowered.index_expression, piece,
+                                   to_dsl(piece, layout, caps, explicit_case=explicit), explicit_case=explicit))
                 run.queries += 1
         except ConversionRefused as error:
             run.error = f"not converted for {cluster.flavor}: {error}"
@@ -118,8 +134,15 @@ def run_elastic_hunt(
             summary.failed_rules.append({"path": run.rule.meta.path, "reason": run.error,
                                          "rule_id": run.rule.meta.rule_id, "title": run.rule.meta.title})
             continue
-        for hit in run.hits.values():
-            records.append(hit_record(run.rule.meta, hit, pipeline))
+        found = [hit_record(run.rule.meta, hit, pipeline) for hit in run.hits.values()]
+        if run.verify is not None:
+            found = verified(run.rule, found)
+        records.extend(found)
+    plan = getattr(prepared, "correlation_plan", None)
+    if plan:  # correlations over the base detections, exactly as the embedded hunt applies them
+        from sigmahunt.correlation import apply_plan
+
+        records = apply_plan(plan, records)
     summary.rules_failed = len(summary.failed_rules)
     summary.detections = len(records)
     summary.detections_by_level = level_counts(records)
@@ -182,6 +205,9 @@ def _run_tasks(
             failure = error_of_response(response)
             if failure is not None:
                 halves = _halve(task, layout, caps) if _too_many_clauses(failure) else []
+                if not halves and _too_complex(failure) and layout.normalized:
+                    halves = _relaxed(task, layout, caps)
+                    run.verify = "regex too complex for the cluster"
                 if halves:
                     open_tasks[task.rule_index] += len(halves)
                     queue.extend(halves)
@@ -225,6 +251,45 @@ def _too_many_clauses(error: ClusterError) -> bool:
         or "too many clauses" in text
 
 
+def _too_complex(error: ClusterError) -> bool:
+    text = f"{error.error_type} {error}".lower()
+    return "too_complex_to_determinize" in text or "determinizing" in text or "too complex" in text
+
+
+def _relaxed(task: _Task, layout: Any, caps: Capabilities) -> list[_Task]:
+    """The query without its regexes (a superset; hits are then checked by the embedded evaluator)."""
+    tree = relax(task.tree, is_regex)
+    if tree.op == "const" or tree == task.tree:
+        return []
+    return [_Task(task.rule_index, task.index, tree, to_dsl(tree, layout, caps, explicit_case=task.explicit_case),
+                  task.splits_left, task.explicit_case)]
+
+
+def _has_test(node: Node, predicate: Any) -> bool:
+    if node.op == "leaf":
+        from sigmahunt.engines.elastic.query import Test
+
+        return isinstance(node.leaf, Test) and bool(predicate(node.leaf))
+    return any(_has_test(c, predicate) for c in node.children)
+
+
+def verified(rule: CompiledRule, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records whose event the embedded evaluator detects with ``rule`` (exact semantics)."""
+    if not records:
+        return records
+    import polars as pl
+
+    from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
+
+    columns = sorted({k for r in records for k in r["event"]})
+    frame = pl.DataFrame({c: [r["event"].get(c) for r in records] for c in columns},
+                         schema={c: pl.String for c in columns})
+    rows = BatchEvaluator(RuleSetPlan.build([rule])).evaluate(frame).get(0)
+    if rows is None:
+        return []
+    return [records[int(i)] for i in rows]
+
+
 def _halve(task: _Task, layout: Any, caps: Capabilities) -> list[_Task]:
     """A query with too many clauses for the cluster, cut in pieces of half its size."""
     if task.splits_left <= 0:
@@ -232,7 +297,8 @@ def _halve(task: _Task, layout: Any, caps: Capabilities) -> list[_Task]:
     pieces = split_for_clauses(task.tree, max(1, count_leaves(task.tree) // 2))
     if len(pieces) <= 1:
         return []
-    return [_Task(task.rule_index, task.index, p, to_dsl(p, layout, caps), task.splits_left - 1) for p in pieces]
+    return [_Task(task.rule_index, task.index, p, to_dsl(p, layout, caps, explicit_case=task.explicit_case),
+                  task.splits_left - 1, task.explicit_case) for p in pieces]
 
 
 def _all_hits(cluster: Cluster, task: _Task, options: ElasticHuntOptions) -> list[dict[str, Any]]:
@@ -306,6 +372,13 @@ class _Resolvers:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._cache: dict[str, Any] = {}
+        self._own: dict[str, bool] = {}
+
+    def own_layout(self, expression: str) -> bool:
+        """Whether every index of the expression was created with sigmahunt's layout."""
+        if expression not in self._own:
+            self.for_indices(expression)
+        return self._own.get(expression, False)
 
     def for_indices(self, expression: str) -> Any:
         if expression not in self._cache:
@@ -326,10 +399,14 @@ class _Resolvers:
         try:
             mapping = self.cluster.mapping(expression)
         except ClusterError:
-            return set()
+            mapping = {}
         names: set[str] = set()
+        own = bool(mapping)
         for body in mapping.values():
-            _collect(body.get("mappings", {}).get("properties", {}), "", names)
+            mappings = body.get("mappings", {})
+            own = own and mappings.get("_meta", {}).get("sigmahunt_layout") is not None
+            _collect(mappings.get("properties", {}), "", names)
+        self._own[expression] = own
         return names
 
 

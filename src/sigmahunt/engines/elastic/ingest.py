@@ -171,27 +171,66 @@ def _foreign_mappings(cluster: Any, indices: list[str]) -> list[str]:
 # -- command line ----------------------------------------------------------------------------------------
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """``sigmahunt ingest LOGS... --url URL --index NAME --pipeline helk|ecs-windows|raw``."""
+    """``sigmahunt ingest LOGS... --url URL --index NAME --pipeline helk|ecs-windows|raw``.
+
+    The CLI already has an ``ingest`` command (into the embedded event store, ``--store``):
+    then this adds the cluster options to it and routes ``--url`` (or ``$SIGMAHUNT_ES_URL``
+    without ``--store``) here; otherwise it creates the command.
+    """
+    existing = subparsers.choices.get("ingest") if hasattr(subparsers, "choices") else None
+    if existing is None:
+        parser = subparsers.add_parser(
+            "ingest", help="load logs into Elasticsearch/OpenSearch (for hunt --engine elasticsearch|opensearch)",
+            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("logs", nargs="+", help="log files or folders (EVTX, JSON, JSONL, .gz, .zip)")
+        store_handler = None
+    else:
+        parser = existing
+        store_handler = parser.get_default("handler")
+        for action in parser._actions:  # --store is one of two destinations now
+            if action.dest == "store":
+                action.required = False
+                action.help = (action.help or "") + " (or --url: a cluster)"
+    add_ingest_options(parser)
+
+    def handler(args: argparse.Namespace, err: Any) -> int:
+        import os
+
+        from sigmahunt.engines.elastic.client import ENV_URL
+
+        if getattr(args, "store", None) and not args.url:
+            return int(store_handler(args, err)) if store_handler else EXIT_USAGE
+        if not args.url and not os.environ.get(ENV_URL):
+            where = "--store DIR (the embedded event store) or " if store_handler else ""
+            err.print(f"[bold red]sigmahunt ingest:[/] where to? pass {where}--url URL --index NAME (a cluster)")
+            return EXIT_USAGE
+        return cmd_ingest(args, err)
+
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_ingest_options(parser: argparse.ArgumentParser) -> None:
+    """The cluster options of ``ingest`` (those the parser does not have already)."""
     from sigmahunt.engines.elastic.options import add_connection_options
     from sigmahunt.pipelines import PIPELINES
 
-    parser = subparsers.add_parser(
-        "ingest", help="load logs into Elasticsearch/OpenSearch (for hunt --engine elasticsearch|opensearch)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("logs", nargs="+", help="log files or folders (EVTX, JSON, JSONL, .gz, .zip)")
-    parser.add_argument("--index", required=True, metavar="NAME",
-                        help="index name; with --pipeline helk, the suffix of HELK's per-log indices "
-                             "(logs-endpoint-winevent-sysmon-NAME, ..., logs-NAME)")
-    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="raw",
-                        help="field names in the index (default raw: as in the EVTX)")
-    parser.add_argument("--engine", choices=("elasticsearch", "opensearch"), default=None,
-                        help="cluster product (default: ask the cluster)")
-    parser.add_argument("--format-in", help="force the log format instead of detecting it per file")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    have = set(parser._option_string_actions)
+    group = parser.add_argument_group("Elasticsearch / OpenSearch (with --url)")
+    group.add_argument("--index", metavar="NAME",
+                       help="index name; with --pipeline helk, the suffix of HELK's per-log indices "
+                            "(logs-endpoint-winevent-sysmon-NAME, ..., logs-NAME)")
+    group.add_argument("--pipeline", choices=sorted(PIPELINES), default="raw",
+                       help="field names in the index (default raw: as in the EVTX)")
+    group.add_argument("--engine", choices=("elasticsearch", "opensearch"), default=None,
+                       help="cluster product (default: ask the cluster)")
+    if "--format-in" not in have:
+        group.add_argument("--format-in", help="force the log format instead of detecting it per file")
+    if "--json" not in have:
+        group.add_argument("--json", action="store_true", help="print the report as JSON")
+    if "--quiet" not in have:
+        group.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     add_connection_options(parser, hunt=False)
-    parser.set_defaults(handler=cmd_ingest)
-    return parser
 
 
 def cmd_ingest(args: argparse.Namespace, err: Any) -> int:
@@ -200,13 +239,16 @@ def cmd_ingest(args: argparse.Namespace, err: Any) -> int:
     from sigmahunt.engines.elastic.client import Cluster, ClusterError
     from sigmahunt.engines.elastic.options import connection_settings
 
+    if not args.index:
+        err.print("[bold red]sigmahunt ingest:[/] --index NAME is required with --url")
+        return EXIT_USAGE
     try:
         cluster = Cluster(connection_settings(args, args.engine))
         loaded = [0]
 
         def on_events(n: int) -> None:
             loaded[0] += n
-            if not args.quiet and err.is_terminal:
+            if not getattr(args, "quiet", False) and err.is_terminal:
                 err.print(f"read {loaded[0]:,} events", end="\r")
 
         report = ingest_logs(cluster, args.logs, index=args.index, pipeline=args.pipeline,

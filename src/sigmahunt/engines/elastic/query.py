@@ -297,6 +297,46 @@ def _id_order(value: str) -> tuple[int, str]:
     return (int(value), value) if value.isdigit() else (1 << 62, value)
 
 
+def relax(node: Node, doubtful: Callable[[Test], bool], positive: bool = True) -> Node:
+    """A tree matching a superset of ``node``: doubtful tests become "no restriction".
+
+    A test under an even number of NOTs is replaced by TRUE, under an odd number by FALSE,
+    so every event ``node`` matches still matches. The engine runs the relaxed query and
+    keeps only the hits the embedded evaluator confirms, which gives exact results for tests
+    the cluster cannot run (regexes too complex to determinise, lookarounds, fieldref
+    without scripts).
+    """
+    if node.op == "leaf":
+        if isinstance(node.leaf, Test) and doubtful(node.leaf):
+            return TRUE if positive else FALSE
+        return node
+    if node.op == "not":
+        return not_(relax(node.children[0], doubtful, not positive))
+    if node.op == "and":
+        return and_(relax(c, doubtful, positive) for c in node.children)
+    if node.op == "or":
+        return or_(relax(c, doubtful, positive) for c in node.children)
+    return node
+
+
+def untranslatable(test: Test, caps: Capabilities = Capabilities()) -> bool:
+    """Tests the DSL renderer would refuse (so the engine relaxes and verifies them)."""
+    p = test.predicate
+    if p.kind is Kind.REGEX:
+        try:
+            translate(p.value)
+        except RegexNotTranslatable:
+            return True
+        return False
+    if p.kind is Kind.FIELDREF:
+        return not caps.scripts
+    return p.kind is Kind.TIMEPART
+
+
+def is_regex(test: Test) -> bool:
+    return test.predicate.kind is Kind.REGEX
+
+
 # -- splitting (clause limits) -------------------------------------------------------------------
 
 def split_for_clauses(tree: Node, max_leaves: int, depth: int = 0) -> list[Node]:
@@ -433,15 +473,25 @@ def number_text(n: float) -> str:
 
 # -- query DSL ------------------------------------------------------------------------------------
 
-def to_dsl(node: Node, layout: Layout = SIGMAHUNT_LAYOUT, caps: Capabilities = Capabilities()) -> dict[str, Any]:
-    """The tree as a query DSL ``query`` object."""
-    return _DSL(layout, caps).render(node)
+def to_dsl(
+    node: Node, layout: Layout = SIGMAHUNT_LAYOUT, caps: Capabilities = Capabilities(), *,
+    explicit_case: bool = True,
+) -> dict[str, Any]:
+    """The tree as a query DSL ``query`` object.
+
+    ``explicit_case``: write ``case_insensitive: true`` on every case-insensitive test
+    (portable: right on any keyword field). The engine turns it off on indices it knows carry
+    sigmahunt's lowercase-normalised layout, where the flag only costs time (a
+    case-insensitive automaton per test, ~10x a plain term).
+    """
+    return _DSL(layout, caps, explicit_case or not layout.normalized).render(node)
 
 
 class _DSL:
-    def __init__(self, layout: Layout, caps: Capabilities) -> None:
+    def __init__(self, layout: Layout, caps: Capabilities, explicit_case: bool = True) -> None:
         self.layout = layout
         self.caps = caps
+        self.explicit_case = explicit_case
 
     def render(self, node: Node) -> dict[str, Any]:
         if node.op == "const":
@@ -486,7 +536,9 @@ class _DSL:
             return {"bool": {"must_not": [{"exists": {"field": name}}]}}
         if kind in (Kind.EQ, Kind.PREFIX, Kind.SUFFIX, Kind.CONTAINS, Kind.GLOB):
             target = self._cased(name) if p.cased else name
-            options: dict[str, Any] = {} if p.cased else {"case_insensitive": True}
+            # Values are lowercase (the compiler folds them): on a lowercase-normalised field
+            # that alone is case-insensitive matching (see to_dsl's explicit_case).
+            options: dict[str, Any] = {"case_insensitive": True} if self.explicit_case and not p.cased else {}
             if kind is Kind.EQ:
                 return {"term": {target: {"value": p.value, **options}}}
             if kind is Kind.PREFIX:
@@ -500,8 +552,8 @@ class _DSL:
             target = name if lucene.case_insensitive else self._cased(name)
             body: dict[str, Any] = {"value": lucene.pattern, "flags": "ALL",
                                     "max_determinized_states": 100_000}
-            if lucene.case_insensitive:
-                body["case_insensitive"] = True
+            if lucene.case_insensitive and self.explicit_case:
+                body["case_insensitive"] = True  # (normalised fields: the literals are lowercased)
             return {"regexp": {target: body}}
         if kind is Kind.CIDR:
             target = self.layout.ip_prefix + name if self.layout.ip_prefix else name
@@ -645,7 +697,7 @@ class _Lucene:
         if kind is Kind.NULL:
             return f"(*:* AND NOT _exists_:{field_name})"
         if kind is Kind.EQ:
-            return f"{cased if p.cased else field_name}:{_lucene_quoted(p.value)}"
+            return f"{cased if p.cased else field_name}:{_lucene_value(p.value)}"
         if kind in (Kind.PREFIX, Kind.SUFFIX, Kind.CONTAINS, Kind.GLOB):
             return f"{cased if p.cased else field_name}:{_lucene_wildcard(glob_parts(p))}"
         if kind is Kind.REGEX:

@@ -53,6 +53,11 @@ class KeywordPrefilter:
         return hit
 
     def _scan_hyperscan(self, column: pl.Series, hit: np.ndarray) -> None:
+        """Scan the column's Arrow data buffer in place; rows from match ends by binary search.
+
+        (Polars' own string-view buffers can be exported without a copy, but mapping
+        matches back through thousands of small buffers cost more than the copy saved.)
+        """
         array = column.to_arrow()
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
@@ -62,12 +67,17 @@ class KeywordPrefilter:
         if data is None or data.size == 0:
             return
         offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset: array.offset + len(array) + 1]
-        ends: list[int] = []
-        self._database.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to))
-        if ends:
-            rows = np.searchsorted(offsets, np.asarray(ends, dtype=np.int64) - 1, side="right") - 1
+        ends = self._ends(data)
+        if ends.size:
+            rows = np.searchsorted(offsets, ends - 1, side="right") - 1
             rows = rows[(rows >= 0) & (rows < len(array))]
             hit[rows] = True
+
+    def _ends(self, data: pa.Buffer) -> np.ndarray:
+        ends: list[int] = []
+        if data.size:
+            self._database.scan(data, match_event_handler=lambda _id, _from, to, _flags, _ctx: ends.append(to))
+        return np.asarray(ends, dtype=np.int64)
 
     def _scan_polars(self, column: pl.Series) -> np.ndarray:
         found = pl.Series(np.zeros(column.len(), dtype=bool))

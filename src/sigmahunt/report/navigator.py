@@ -1,0 +1,187 @@
+"""``--navigator FILE``: an ATT&CK Navigator layer (layer format 4.5) of the detected techniques.
+
+One entry per (technique, tactic) the detections place it under (the same placement as the
+report's heatmap, :func:`sigmahunt.report.attack.technique_cells`), with ``score`` = the
+number of detections, a ``comment`` naming the rules, and metadata (detections by level,
+hosts, first/last time). Sub-techniques also get a parent entry with ``showSubtechniques``
+so the Navigator opens them (unscored unless the parent itself was detected). Technique
+ids ATT&CK does not know are left out of ``techniques`` (the Navigator would reject them)
+and listed in the layer's metadata. Deterministic: no clock is read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sigmahunt import __version__
+from sigmahunt.report.attack import (
+    ATTACK_VERSION,
+    OTHER,
+    normalise_technique,
+    technique,
+    technique_cells,
+    technique_sort_key,
+)
+from sigmahunt.report.common import (
+    LEVEL_COLORS,
+    as_list,
+    detections_frame,
+    epoch_seconds,
+    iter_rows,
+    level_rank,
+    ordered_levels,
+)
+from sigmahunt.report.svg import format_time
+from sigmahunt.results import write_atomically
+
+LAYER_VERSION = "4.5"
+NAVIGATOR_VERSION = "5.1.0"
+GRADIENT = ["#fff3c4", "#f97316", "#7f1d1d"]
+MAX_RULES_IN_COMMENT = 10
+
+
+def navigator_layer(
+    source: Any,
+    *,
+    name: str = "sigmahunt detections",
+    description: str | None = None,
+    attack_version: str = ATTACK_VERSION,
+    color_by: str = "score",
+) -> dict[str, Any]:
+    """The layer for a HuntResult / detections DataFrame / records, as a dict (JSON-ready).
+
+    ``color_by``: ``"score"`` (the Navigator colours by the number of detections on the
+    layer's gradient) or ``"level"`` (each technique gets the colour of its most severe
+    detection level, explained by the legend).
+    """
+    if color_by not in ("score", "level"):
+        raise ValueError(f"color_by must be 'score' or 'level', not {color_by!r}")
+    frame = detections_frame(source)
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    unknown: Counter[str] = Counter()
+    total = 0
+    replaced: dict[str, str] = {}
+    for row in iter_rows(frame):
+        current = []
+        for raw in as_list(row.get("techniques")):
+            tid = normalise_technique(str(raw))
+            info = technique(tid)
+            if tid and info is not None and info.revoked_by and technique(info.revoked_by) is not None:
+                replaced[tid] = info.revoked_by  # the Navigator shows only current techniques
+                tid = info.revoked_by
+            if tid:
+                current.append(tid)
+        cells = technique_cells(current, as_list(row.get("tactics")))
+        counted = False
+        level = str(row.get("level") or "")
+        t = epoch_seconds(row.get("timestamp"))
+        for tactic, tid in cells:
+            if technique(tid) is None:
+                unknown[tid] += 1
+                continue
+            entry = entries.setdefault((tid, tactic), {
+                "count": 0, "rules": Counter(), "levels": Counter(), "hosts": set(), "first": None, "last": None,
+            })
+            if not counted:
+                total += 1
+                counted = True
+            entry["count"] += 1
+            entry["rules"][str(row.get("rule_title") or row.get("rule_id") or "")] += 1
+            entry["levels"][level] += 1
+            entry["hosts"].add(str(row.get("computer") or ""))
+            if t is not None:
+                entry["first"] = t if entry["first"] is None else min(entry["first"], t)
+                entry["last"] = t if entry["last"] is None else max(entry["last"], t)
+
+    techniques: list[dict[str, Any]] = []
+    scored = {tid for tid, _ in entries}
+    parents_needed: dict[tuple[str, str], None] = {}
+    for (tid, tactic), entry in sorted(entries.items(), key=lambda kv: (technique_sort_key(kv[0][0]), kv[0][1])):
+        techniques.append(_technique_entry(tid, tactic, entry, color_by))
+        parent = technique(tid).parent  # type: ignore[union-attr]
+        if parent and parent not in scored:
+            parents_needed[(parent, tactic)] = None
+    for parent, tactic in parents_needed:
+        item: dict[str, Any] = {"techniqueID": parent, "showSubtechniques": True, "enabled": True}
+        if tactic != OTHER:
+            item["tactic"] = tactic
+        techniques.append(item)
+    for item in techniques:  # a scored parent of detected sub-techniques opens them too
+        if "." not in item["techniqueID"] and any(t["techniqueID"].startswith(item["techniqueID"] + ".")
+                                                  for t in techniques):
+            item["showSubtechniques"] = True
+    techniques.sort(key=lambda t: (technique_sort_key(t["techniqueID"]), t.get("tactic", "")))
+
+    peak = max((t.get("score", 0) for t in techniques), default=0)
+    metadata = [
+        {"name": "generated by", "value": f"sigmahunt {__version__}"},
+        {"name": "detections with an ATT&CK technique", "value": str(total)},
+        {"name": "detections", "value": str(len(frame))},
+    ]
+    if replaced:
+        metadata.append({"name": "revoked technique ids counted as their replacement",
+                         "value": ", ".join(f"{old} -> {new}" for old, new in sorted(replaced.items()))})
+    if unknown:
+        metadata.append({"name": "technique ids not in ATT&CK v" + attack_version,
+                         "value": ", ".join(f"{tid} ({n})" for tid, n in sorted(unknown.items()))})
+    return {
+        "name": name,
+        "versions": {"attack": str(attack_version), "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
+        "domain": "enterprise-attack",
+        "description": description if description is not None else (
+            f"Techniques of {total} Sigma detections (score = number of detections)."),
+        "filters": {"platforms": ["Windows"]},
+        "sorting": 3,
+        "layout": {"layout": "side", "showID": True, "showName": True, "showAggregateScores": True,
+                   "countUnscored": False, "aggregateFunction": "sum", "expandedSubtechniques": "annotated"},
+        "hideDisabled": False,
+        "techniques": techniques,
+        "gradient": {"colors": GRADIENT, "minValue": 0, "maxValue": max(1, peak)},
+        "legendItems": _legend(color_by, max(1, peak)),
+        "showTacticRowBackground": True,
+        "tacticRowBackground": "#1f2937",
+        "selectTechniquesAcrossTactics": True,
+        "selectSubtechniquesWithParent": False,
+        "selectVisibleTechniques": False,
+        "metadata": metadata,
+    }
+
+
+def _legend(color_by: str, peak: int) -> list[dict[str, str]]:
+    if color_by == "level":
+        return [{"label": f"most severe level: {lv}", "color": color} for lv, color in LEVEL_COLORS.items()]
+    return [{"label": "1 detection", "color": GRADIENT[0]},
+            {"label": f"{peak} detections", "color": GRADIENT[-1]}]
+
+
+def _technique_entry(tid: str, tactic: str, entry: dict[str, Any], color_by: str) -> dict[str, Any]:
+    rules = sorted(entry["rules"].items(), key=lambda kv: (-kv[1], kv[0]))
+    comment = "; ".join(f"{title} ({n})" for title, n in rules[:MAX_RULES_IN_COMMENT])
+    if len(rules) > MAX_RULES_IN_COMMENT:
+        comment += f"; … {len(rules) - MAX_RULES_IN_COMMENT} more rules"
+    levels = entry["levels"]
+    worst = max(levels, key=lambda lv: (level_rank(lv), lv))
+    metadata = [{"name": "detections", "value": str(entry["count"])},
+                {"name": "by level", "value": ", ".join(f"{levels[lv]} {lv}" for lv in ordered_levels(set(levels)))},
+                {"name": "hosts", "value": str(len(entry["hosts"]))}]
+    if entry["first"] is not None:
+        metadata.append({"name": "first (UTC)", "value": format_time(entry["first"])})
+        metadata.append({"name": "last (UTC)", "value": format_time(entry["last"])})
+    metadata.append({"name": "most severe level", "value": worst})
+    item: dict[str, Any] = {"techniqueID": tid}
+    if tactic != OTHER:
+        item["tactic"] = tactic
+    item.update({"score": entry["count"], "comment": comment, "enabled": True, "metadata": metadata})
+    if color_by == "level":
+        item["color"] = LEVEL_COLORS.get(worst, "#9e9e9e")
+    return item
+
+
+def write_navigator(result: Any, path: str | Path, **options: Any) -> None:
+    """Write :func:`navigator_layer` as indented JSON to ``path`` (atomically)."""
+    layer = navigator_layer(result, **options)
+    write_atomically(path, orjson.dumps(layer, option=orjson.OPT_INDENT_2) + b"\n")
