@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import polars as pl
@@ -34,8 +35,17 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REGRESSION = SHARED / "sigma" / "regression_data"
 DATASETS = SHARED / "datasets" / "security-datasets"
-needs_shared = pytest.mark.skipif(not REGRESSION.is_dir(), reason="../shared is not present")
-needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared datasets are not present")
+_T = TypeVar("_T")
+
+
+def needs_shared(test: _T) -> _T:
+    """Marked ``shared``; skipped when ../shared (the Sigma samples) is absent."""
+    return pytest.mark.shared(pytest.mark.skipif(not REGRESSION.is_dir(), reason="../shared is absent")(test))
+
+
+def needs_datasets(test: _T) -> _T:
+    """Marked ``shared``; skipped when ../shared security-datasets are absent."""
+    return pytest.mark.shared(pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared is absent")(test))
 
 
 # --------------------------------------------------------------------------
@@ -683,7 +693,6 @@ def test_fast_path_equals_slow_path_on_shared_sample() -> None:
     assert_frame_equal(fast, slow_frame("s", data))
 
 
-@pytest.mark.shared
 @needs_datasets
 def test_counts_in_equal_counts_out_over_whole_corpus() -> None:
     expected = 0

@@ -104,8 +104,7 @@ class Dom(HTMLParser):
         for name, attributes, text in self.texts:
             if tag and name != tag:
                 continue
-            if all((attributes.get(k.replace("_", "-")) or "").split().count(v) or attributes.get(k.replace("_", "-")) == v
-                   for k, v in attrs.items()):
+            if all(v in (attributes.get(k.replace("_", "-")) or "").split() for k, v in attrs.items()):
                 out.append((name, attributes, text))
         return out
 
@@ -301,7 +300,8 @@ def test_browser_pages_and_notes_a_capped_table(tmp_path: Path) -> None:
 @needs_chromium
 def test_browser_screenshot_has_content(fixture_report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    chromium([f"--screenshot={shot}", "--window-size=1400,2000", "--hide-scrollbars"], fixture_report.resolve().as_uri())
+    chromium([f"--screenshot={shot}", "--window-size=1400,2000", "--hide-scrollbars"],
+             fixture_report.resolve().as_uri())
     assert shot.exists() and shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -313,3 +313,20 @@ def test_write_report_is_atomic_and_utf8(fixture_result: Any, tmp_path: Path) ->
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert not [p for p in target.parent.iterdir() if p.name != "r.html"]
     assert os.path.getsize(target) > 10_000
+
+
+def test_run_summary_for_scripts(fixture_result: Any) -> None:
+    import io
+
+    from sigmahunt.report.summary import print_summary_json, run_summary
+
+    summary = run_summary(fixture_result, outputs={"report": "r.html"})
+    assert summary["detections"] == 9 and summary["detections_by_level"] == {
+        "critical": 2, "high": 2, "medium": 2, "low": 3}
+    assert summary["hosts"] == 4 and summary["rules_fired"] == 4
+    assert summary["first"] == "2026-11-20T08:00:00.000000Z" and summary["last"] == "2026-11-21T10:00:00.000000Z"
+    assert summary["techniques"] == ["T1003.003", "T1027", "T1033", "T1059.001", "T1059.003", "T1069.002",
+                                     "T1110.001"]
+    buffer = io.BytesIO()
+    print_summary_json(fixture_result, buffer)
+    assert json.loads(buffer.getvalue())["events_read"] == 9

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +21,7 @@ from sigmahunt.timefilter import (
     parse_time,
 )
 
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 
 
@@ -39,12 +39,12 @@ def ids(result: pl.DataFrame) -> list[str]:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-20", datetime(2026, 11, 20, tzinfo=timezone.utc)),
-    ("2026-11-20T08:30", datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)),
-    ("2026-11-20 08:30:15", datetime(2026, 11, 20, 8, 30, 15, tzinfo=timezone.utc)),
-    ("2026-11-20T08:30:00Z", datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)),
-    ("2026-11-20T09:30:00+01:00", datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)),
-    ("2026-11-20T08:30:00.123456Z", datetime(2026, 11, 20, 8, 30, 0, 123456, tzinfo=timezone.utc)),
+    ("2026-11-20", datetime(2026, 11, 20, tzinfo=UTC)),
+    ("2026-11-20T08:30", datetime(2026, 11, 20, 8, 30, tzinfo=UTC)),
+    ("2026-11-20 08:30:15", datetime(2026, 11, 20, 8, 30, 15, tzinfo=UTC)),
+    ("2026-11-20T08:30:00Z", datetime(2026, 11, 20, 8, 30, tzinfo=UTC)),
+    ("2026-11-20T09:30:00+01:00", datetime(2026, 11, 20, 8, 30, tzinfo=UTC)),
+    ("2026-11-20T08:30:00.123456Z", datetime(2026, 11, 20, 8, 30, 0, 123456, tzinfo=UTC)),
     ("7d", NOW - timedelta(days=7)),
     ("12h", NOW - timedelta(hours=12)),
     ("30m", NOW - timedelta(minutes=30)),
@@ -62,9 +62,9 @@ def test_parse_time_errors_and_end_of_day() -> None:
     for bad in ("yesterday", "", "7x", "2026-13-01", "20261120T"):
         with pytest.raises(ValueError):
             parse_time(bad, now=NOW)
-    assert parse_time("2026-11-20", end=True) == datetime(2026, 11, 21, tzinfo=timezone.utc)
-    assert parse_time(date(2026, 11, 20)) == datetime(2026, 11, 20, tzinfo=timezone.utc)
-    assert parse_time(datetime(2026, 11, 20, 8)) == datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    assert parse_time("2026-11-20", end=True) == datetime(2026, 11, 21, tzinfo=UTC)
+    assert parse_time(date(2026, 11, 20)) == datetime(2026, 11, 20, tzinfo=UTC)
+    assert parse_time(datetime(2026, 11, 20, 8)) == datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 
 def test_bounds_are_inclusive() -> None:
@@ -74,7 +74,7 @@ def test_bounds_are_inclusive() -> None:
     assert ids(filter_frame(frame(), until="2026-11-20")) == ["1", "5"]  # a date: the whole day
     assert ids(filter_frame(frame(), since="2026-11-21")) == ["2", "4"]
     assert ids(filter_frame(frame(), since="1h", now=NOW)) == ["2", "4"]
-    assert ids(filter_frame(frame(), since="7d", until="1d", now=NOW)) == ["1"]
+    assert ids(filter_frame(frame(), since="7d", until="1d", now=NOW)) == ["1", "5"]  # 5 is exactly 7 days old
     with pytest.raises(ValueError, match="not before"):
         TimeFilter.build("2026-11-21", "2026-11-20T00:00:00Z")
 

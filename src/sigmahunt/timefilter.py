@@ -23,7 +23,7 @@ import argparse
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -49,13 +49,13 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 
 def _iso(moment: datetime) -> str:
     """The ingest's canonical form, which orders as text the way times order."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _utc_now(now: datetime | None) -> datetime:
     if now is None:
-        return datetime.now(timezone.utc)
-    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
 def parse_time(text: str | datetime | date, *, now: datetime | None = None, end: bool = False) -> datetime:
@@ -66,9 +66,9 @@ def parse_time(text: str | datetime | date, *, now: datetime | None = None, end:
     :meth:`TimeFilter.build`). Raises ValueError with a readable message.
     """
     if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+        return text if text.tzinfo else text.replace(tzinfo=UTC)
     if isinstance(text, date):
-        moment = datetime(text.year, text.month, text.day, tzinfo=timezone.utc)
+        moment = datetime(text.year, text.month, text.day, tzinfo=UTC)
         return moment + timedelta(days=1) if end else moment
     raw = str(text).strip()
     if not raw:
@@ -84,7 +84,7 @@ def parse_time(text: str | datetime | date, *, now: datetime | None = None, end:
     try:
         if _DATE_ONLY.match(raw):
             day = date.fromisoformat(raw)
-            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment + timedelta(days=1) if end else moment
         moment = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
     except ValueError:
@@ -92,7 +92,7 @@ def parse_time(text: str | datetime | date, *, now: datetime | None = None, end:
             f"cannot read {raw!r} as a time: use ISO 8601 (2026-11-20, 2026-11-20T08:00:00Z) "
             "or a relative time such as 30m, 12h, 7d"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _glob_regex(pattern: str) -> str:
@@ -171,7 +171,7 @@ class TimeFilter:
         if self.computers:
             if "Computer" not in columns:
                 return pl.lit(False)
-            conditions.append(pl.col("Computer").str.contains(self.computer_regex))
+            conditions.append(pl.col("Computer").str.contains(self.computer_regex or ""))
         if not conditions:
             return None
         combined = conditions[0]
@@ -226,7 +226,7 @@ def _record_time(value: Any) -> str | None:
                 return None
         except TypeError:
             pass
-        return _iso(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+        return _iso(value if value.tzinfo else value.replace(tzinfo=UTC))
     text = str(value).strip()
     if not text or text.lower() in ("nat", "nan", "none"):
         return None

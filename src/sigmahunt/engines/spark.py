@@ -3,25 +3,33 @@
 Sigma semantics are not re-implemented here: the compiled rule set (plain JSON, see
 :mod:`sigmahunt.engines.embedded.ir`) is broadcast to the executors, each Python worker
 rebuilds the embedded engine's :class:`~sigmahunt.engines.embedded.evaluator.RuleSetPlan`
-from it once (cached per worker, keyed by the JSON's hash) and ``DataFrame.mapInArrow``
-feeds it the table's Arrow batches. Every rule is about one event, so the job is a pure
-map over partitions: no shuffle, and only the matching events come back to the driver.
+from it once (cached per worker, keyed by the JSON's hash), and ``mapInArrow`` runs the
+embedded :class:`~sigmahunt.engines.embedded.evaluator.BatchEvaluator` on each batch.
+Every rule is about one event, so the job is a pure map over partitions: no shuffle, and
+only matching events leave the executors.
 
-Flow of a hunt::
+Where the events come from::
 
-    LOGS ─ingest─> sigmahunt store (Parquet parts) ─┐
-    --store DIR ────────────────────────────────────┼─> Spark DataFrame (merged schema, all strings)
-    --table NAME|PATH (Parquet / JSON / a table) ───┘         │ mapInArrow: BatchEvaluator per batch
-                                                            v
-              one row per matching event: rule indices, provenance, the event as JSON
-              (+ one row per partition with its event count) ─> driver: detection records
-              or, with --results-path, Parquet written by the executors
-
-The records the driver builds go through the same :class:`~sigmahunt.results.Detection`
-as the embedded engine's, so both engines return identical records and DataFrames.
+    LOGS ──read on the driver (run_hunt's own loop)──> staged Parquet parts ─┐
+    --store DIR (a sigmahunt store) ─────────────────> its Parquet parts ───┤
+                                                                             │
+      reader "parts" (default): the driver lists (part, row range) units; each executor
+      reads its units with Polars, exactly as the embedded engine reads a stored part;
+      reader "dataframe": Spark reads the parts (mergeSchema), Arrow batches to Python.
+                                                                             │
+    --table NAME|PATH (Spark table, Parquet or JSON) ─> DataFrame, every column cast to
+      string ─> mapInArrow (columns entirely null in a batch are dropped, as if absent)
+                                                                             v
+      one row per matching event: the rules it matched (indices), provenance, the event
+      as JSON; plus one row per partition with the number of events it read
+                                                                             v
+      driver: detection records (the embedded engine's ``Detection`` records), correlations
+      (as ``run_hunt``); or, with ``--results-path``, Parquet written by the executors
 
 pyspark is an optional dependency (``pip install 'sigmahunt[spark]'``): nothing here
-imports it until a Spark hunt runs.
+imports it until a Spark hunt runs. Settings (``--spark-conf KEY=VALUE``) of sigmahunt's
+own: ``spark.sigmahunt.reader`` (parts|dataframe), ``spark.sigmahunt.rowsPerUnit``,
+``spark.sigmahunt.stagingDir`` (where LOGS are staged; a shared folder on a cluster).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from sigmahunt import hunting
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.hunting import (
@@ -55,14 +64,13 @@ from sigmahunt.hunting import (
     Progress,
     _count_unreadable,
     _first_failures,
-    _ingest_file,
+    _hunted_batches,
     _row_events,
     expand_log_paths,
 )
 from sigmahunt.results import LEVELS, Detection, HuntSummary, level_counts
-from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
-from sigmahunt.store import MANIFEST, PARTS, EventStore, file_digest
+from sigmahunt.store import MANIFEST, PARTS, EventStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -96,6 +104,10 @@ READER_CONF = "spark.sigmahunt.reader"
 #: Rows per work unit in ``parts`` mode (default: enough units for 3 per core, 10k..50k rows).
 ROWS_PER_UNIT_CONF = "spark.sigmahunt.rowsPerUnit"
 MIN_UNIT_ROWS, MAX_UNIT_ROWS = 10_000, 50_000
+
+#: Where LOGS are staged as Parquet for the executors (default: a local temporary folder;
+#: on a cluster, a folder every executor can read at the same path).
+STAGING_CONF = "spark.sigmahunt.stagingDir"
 
 #: Parsed plans per Python worker, keyed by the rule set JSON's hash (a few rule sets at most).
 _PLANS: dict[str, BatchEvaluator] = {}
@@ -344,13 +356,17 @@ def as_strings(frame: DataFrame) -> DataFrame:
     return frame.select(columns)
 
 
-def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule]) -> DataFrame:
-    """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over ``frame``, lazily."""
-    spark = frame.sparkSession
+def broadcast_rules(spark: SparkSession, rules: Sequence[CompiledRule]) -> tuple[str, Any]:
+    """The rule set's JSON broadcast to the executors once, and its key (for the plan cache)."""
     payload = rules_payload(rules)
-    broadcast = spark.sparkContext.broadcast(payload)
+    return payload_key(payload), spark.sparkContext.broadcast(payload)
+
+
+def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule], shipped: tuple[str, Any] | None = None) -> DataFrame:
+    """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over ``frame``, lazily."""
+    key, broadcast = shipped or broadcast_rules(frame.sparkSession, rules)
     names = orjson.dumps([field.name for field in frame.schema.fields])
-    body = functools.partial(hunt_partition, payload_key(payload), broadcast, names)
+    body = functools.partial(hunt_partition, key, broadcast, names)
     with _quiet_pyspark():
         return as_strings(frame).mapInArrow(body, HITS_DDL)
 
@@ -372,7 +388,7 @@ def work_units(parts: Sequence[str], rows_per_unit: int) -> list[tuple[str, int,
 
 
 def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[CompiledRule],
-               rows_per_unit: int | None = None) -> DataFrame:
+               rows_per_unit: int | None = None, shipped: tuple[str, Any] | None = None) -> DataFrame:
     """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over a store's Parquet parts, lazily.
 
     The driver only lists work units (part, row range); the executors read them. Units
@@ -394,9 +410,8 @@ def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[Compil
                 total = len(parts) * MAX_UNIT_ROWS
             rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
     units = work_units(parts, rows_per_unit)
-    payload = rules_payload(rules)
-    broadcast = sc.broadcast(payload)
-    body = functools.partial(hunt_parts_partition, payload_key(payload), broadcast)
+    key, broadcast = shipped or broadcast_rules(spark, rules)
+    body = functools.partial(hunt_parts_partition, key, broadcast)
     slices = max(1, min(len(units), parallelism * 3))
     frame = spark.createDataFrame(sc.parallelize(units, slices), "path string, offset bigint, length bigint")
     with _quiet_pyspark():
@@ -495,26 +510,35 @@ def _write(
     return matches, int(events), dict(levels)
 
 
-def _ingest(
-    logs: Sequence[str | Path], store: EventStore, summary: HuntSummary, format_in: str | None, progress: Progress
+def _stage_logs(
+    logs: Sequence[str | Path], store: str | Path | None, staging: Path | None, summary: HuntSummary,
+    format_in: str | None, progress: Progress,
 ) -> list[str]:
-    """Store every log named (unchanged files already in the store are not re-read)."""
-    files = expand_log_paths(logs)
-    for path in files:
-        if not path.exists():
-            summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
-    files = [f for f in files if f.exists()]
-    progress.total_bytes(sum(f.stat().st_size for f in files))
-    for path in files:
-        progress.on_file(str(path))
-        digest = file_digest(path)
-        if store.is_current(str(path), digest):
-            _count_unreadable(summary, store.sources[str(path)].unreadable)
-        else:
-            for _ in _ingest_file(path, digest, store, summary, format_in):
-                pass
-        progress.on_bytes(path.stat().st_size)
-    return [str(f) for f in files]
+    """Read ``logs`` on the driver as :func:`sigmahunt.run_hunt` does; the Parquet parts to hunt.
+
+    The embedded hunt's own reading loop fills the summary (unreadable records, missing
+    files) so both engines report the same. Without a store, its batches are written to
+    ``staging``; with one, the logs' parts in the store are hunted.
+    """
+    if store is None:
+        assert staging is not None
+        parts: list[str] = []
+        with EventStore(None) as temporary:
+            for frame in _hunted_batches(logs, temporary, summary, format_in, progress):
+                path = staging / f"part-{len(parts):05d}.parquet"
+                frame.write_parquet(path, compression="zstd", compression_level=1)
+                parts.append(str(path.resolve()))
+                progress.on_events(frame.height)
+        return parts
+    with EventStore(store) as event_store:
+        for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
+            progress.on_events(frame.height)
+        selected = dict.fromkeys(str(p) for p in expand_log_paths(logs))
+        return _store_parts(event_store, [s for s in selected if s in event_store.sources])
+
+
+def _store_parts(store: EventStore, sources: Sequence[str]) -> list[str]:
+    return [str((store.root / PARTS / part).resolve()) for source in sources for part in store.sources[source].parts]
 
 
 def run_spark_hunt(
@@ -568,23 +592,26 @@ def run_spark_hunt(
     plan = getattr(prepared, "correlation_plan", None)  # correlations: over the detections, on the driver
     scratch = None
     session = None
+    shipped = None
     owned = False
+    settings = dict(conf or {})
     try:
         parts: list[str] = []
         if table is not None and is_store(table) and not logs:
             store, table = table, None  # a store folder as --table: hunted like --store DIR
-        if table is None:
+        if table is None and logs:
             if store is None:
-                scratch = Path(tempfile.mkdtemp(prefix="sigmahunt-spark-"))
-            event_store = EventStore(store if store is not None else scratch)
-            if logs:
-                selected = _ingest(logs, event_store, summary, format_in, progress)
-            else:
+                staging_root = settings.get(STAGING_CONF) or (spark.conf.get(STAGING_CONF, None) if spark else None)
+                if staging_root:
+                    Path(staging_root).mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(prefix="sigmahunt-spark-", dir=staging_root or None))
+            parts = _stage_logs(logs, store, scratch, summary, format_in, progress)
+        elif table is None:
+            with EventStore(store) as event_store:
                 selected = sorted(event_store.sources)
                 for source_path in selected:
                     _count_unreadable(summary, event_store.sources[source_path].unreadable)
-            parts = [str((event_store.root / PARTS / p).resolve()) for s in selected if s in event_store.sources
-                     for p in event_store.sources[s].parts]
+                parts = _store_parts(event_store, selected)
         records: list[dict[str, Any]] = []
         if table is not None or parts:
             session = spark
@@ -596,12 +623,13 @@ def run_spark_hunt(
             mode = reader or session.conf.get(READER_CONF, None) or "parts"
             if mode not in ("parts", "dataframe"):
                 raise NothingToHunt(f"{READER_CONF} must be 'parts' or 'dataframe', not {mode!r}")
+            shipped = broadcast_rules(session, runnable)
             if table is not None:
-                hits = hunt_frame(load_table(session, table), runnable)
+                hits = hunt_frame(load_table(session, table), runnable, shipped)
             elif mode == "parts":
-                hits = hunt_parts(session, parts, runnable)
+                hits = hunt_parts(session, parts, runnable, shipped=shipped)
             else:
-                hits = hunt_frame(read_parts(session, parts), runnable)
+                hits = hunt_frame(read_parts(session, parts), runnable, shipped)
             if results_path:
                 records, summary.events_read, written = _write(hits, runnable, plan, results_path)
                 summary.detections = sum(written.values()) + len(records)
@@ -611,8 +639,11 @@ def run_spark_hunt(
                 records, summary.events_read = _collect(hits, runnable, plan)
                 summary.detections = len(records)
                 summary.detections_by_level = level_counts(records)
-            progress.on_events(summary.events_read)
+            if not logs:  # staged logs were counted as they were read
+                progress.on_events(summary.events_read)
     finally:
+        if shipped is not None and not owned:
+            shipped[1].destroy()  # a long-lived session keeps no rule set it no longer needs
         if session is not None and owned:
             session.stop()
         if scratch is not None:
@@ -620,8 +651,18 @@ def run_spark_hunt(
     if summary.events_read == 0 and summary.unreadable:
         raise NothingToHunt("no readable log: " + "; ".join(
             f"{u.source} ({u.position}): {u.reason}" for u in summary.unreadable[:5]))
+    summary.unreadable.sort(key=lambda u: (u.source, _natural(u.position)))  # as run_hunt orders them
     summary.seconds = time.perf_counter() - started
     return HuntResult(records, summary, prepared)
+
+
+def _natural(position: str) -> tuple[str, int]:
+    """``line 10`` after ``line 9`` (run_hunt's order of unreadable records)."""
+    natural = getattr(hunting, "_natural", None)
+    if natural is not None:
+        return natural(position)  # type: ignore[no-any-return]
+    head, _, number = position.rpartition(" ")
+    return (head, int(number)) if number.isdigit() else (position, -1)
 
 
 # -- the command line (``sigmahunt hunt --engine spark``) ----------------------------------
@@ -662,4 +703,5 @@ def run_engine(args: argparse.Namespace, prepared: PreparedRules, progress: Prog
     )
 
 
-__all__ = ["add_hunt_options", "run_engine", "run_spark_hunt", "spark_session", "hunt_frame"]
+__all__ = ["add_hunt_options", "broadcast_rules", "hunt_frame", "hunt_parts", "run_engine", "run_spark_hunt",
+           "spark_session"]

@@ -20,7 +20,9 @@ the slow path, which reports bad lines one by one.  One known divergence
 remains: a top-level field mixing floats *and* strings is inferred as
 String, and a float there is printed by Polars (``2`` for ``2.0``, and
 possibly a last-digit difference) rather than by ``repr``; Windows event
-logs carry no floats (the OTRF corpus has none).
+logs carry no floats (the OTRF corpus has none).  A key repeated inside
+one object keeps its first value on the fast path and its last on the slow
+path (orjson); such objects are not valid event records anyway.
 
 Non-UTF-8 bytes are decoded with U+FFFD replacement and the record is kept:
 losing a whole event to one bad byte is worse for hunting than one replaced
@@ -54,7 +56,7 @@ Output = pl.DataFrame | Unreadable
 
 #: JSON lines are processed in slices of about this many bytes (cut at a
 #: newline) to bound memory and to let prefetching overlap with parsing.
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 #: Rows per frame emitted by the slow path (bounds memory on huge files).
 SLOW_FRAME_ROWS = 50_000
 #: Top-level keys that mean "not a flat record": such files take the

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (inline CSS and JavaScript)
 """The report page's inline stylesheet and script (no external resource of any kind).
 
 The script only ever puts data into the page through ``textContent`` and attribute setters

@@ -65,7 +65,7 @@ def run_filtered_hunt(logs: Sequence[str], rules: Sequence[str], time_filter: Ti
     from sigmahunt.results import level_counts
 
     if time_filter is not None and "event_filter" in inspect.signature(run_hunt).parameters:
-        return run_hunt(logs, rules, event_filter=time_filter, **options)
+        return run_hunt(logs, rules, event_filter=time_filter, **options)  # type: ignore[call-arg]
     result = run_hunt(logs, rules, **options)
     if time_filter is None:
         return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -110,8 +110,8 @@ def iso_utc(ts: pd.Timestamp | datetime | None) -> str | None:
     if isinstance(ts, pd.Timestamp):
         ts = ts.to_pydatetime()
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def epoch_seconds(ts: Any) -> float | None:
@@ -128,7 +128,7 @@ def epoch_seconds(ts: Any) -> float | None:
         return ts.value / 1e9
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=timezone.utc)
+            ts = ts.replace(tzinfo=UTC)
         return ts.timestamp()
     return None
 

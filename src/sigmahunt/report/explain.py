@@ -143,7 +143,8 @@ def _item(item: SigmaDetectionItem, event: Mapping[str, Any], field_map: dict[st
              else [show_value(v) for v in values])
     every = item.value_linking is ConditionAND
     if item.field is None:  # keywords: any field of the event
-        hits, actual_fields = [], {}
+        hits: list[int] = []
+        actual_fields: dict[str, str] = {}
         for i, value in enumerate(values):
             for key, text in event.items():
                 if text is not None and not str(key).startswith("_") and reference._keyword(value, str(text)):
@@ -166,8 +167,8 @@ def _item(item: SigmaDetectionItem, event: Mapping[str, Any], field_map: dict[st
     references = [v.field for v in values if isinstance(v, SigmaFieldReference)]
     if references:
         other = field_map.get(references[0], references[0])
-        value = reference._get(event, other)
-        out["referenced"] = {"field": references[0], "actual": None if value is None else str(value)}
+        referenced = reference._get(event, other)
+        out["referenced"] = {"field": references[0], "actual": None if referenced is None else str(referenced)}
     return out
 
 
@@ -297,7 +298,7 @@ def explain_result(result: Any, *, limit: int | None = DEFAULT_LIMIT, rule_ids: 
     loader = RuleLoader(placeholders)
     paths = rule_paths_of(result)
     wanted = {r.lower() for r in rule_ids}
-    out = []
+    out: list[dict[str, Any]] = []
     for record in iter_rows(frame):
         if wanted and str(record.get("rule_id") or "").lower() not in wanted:
             continue

@@ -130,7 +130,8 @@ def _cards(model: ReportModel) -> str:
         out.append(
             f'<button type="button" class="card{zero}" id="level-{_e(level or "none")}"{attrs} '
             f'style="border-left-color:{level_color(level)}" title="show or hide {_e(level)} detections in the table">'
-            f'<div class="n" data-count="{count}">{count:,}</div><div class="l">{_e(level or "no level")}</div></button>'
+            f'<div class="n" data-count="{count}">{count:,}</div>'
+            f'<div class="l">{_e(level or "no level")}</div></button>'
         )
     out.append("</div></section>")
     return "".join(out)
@@ -156,7 +157,8 @@ def _run_summary(model: ReportModel) -> str:
         out.extend(f"<li><code>{_e(f.get('path'))}</code>: {_e(f.get('reason'))}</li>"
                    for f in failed[:MAX_LISTED_PROBLEMS])
         if len(failed) > MAX_LISTED_PROBLEMS:
-            out.append(f"<li>… {len(failed) - MAX_LISTED_PROBLEMS:,} more (see <code>sigmahunt rules check</code>)</li>")
+            out.append(f"<li>… {len(failed) - MAX_LISTED_PROBLEMS:,} more "
+                       "(see <code>sigmahunt rules check</code>)</li>")
         out.append("</ul></details>")
     unreadable = s.get("unreadable") or []
     if unreadable:
@@ -201,8 +203,8 @@ def heat_color(fraction: float) -> str:
         if f <= b:
             t = 0.0 if b == a else (f - a) / (b - a)
             rgb = tuple(round(x + (y - x) * t) for x, y in zip(ca, cb))
-            return "#%02x%02x%02x" % rgb
-    return "#%02x%02x%02x" % _RAMP[-1][1]
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return "#{:02x}{:02x}{:02x}".format(*_RAMP[-1][1])
 
 
 def _heatmap(model: ReportModel) -> str:
@@ -217,7 +219,8 @@ def _heatmap(model: ReportModel) -> str:
     for tactic, cells in model.cells.items():
         total = sum(c.count for c in cells)
         tactic_id = TACTIC_IDS.get(tactic, "")
-        out.append(f'<div class="tactic" data-tactic="{_e(tactic)}"><div class="th">{_e(TACTIC_NAMES.get(tactic, tactic))}'
+        out.append(f'<div class="tactic" data-tactic="{_e(tactic)}">'
+                   f'<div class="th">{_e(TACTIC_NAMES.get(tactic, tactic))}'
                    f'<small>{_e(tactic_id)} · {len(cells)} technique{"s" if len(cells) != 1 else ""} · '
                    f'{total:,}</small></div>')
         out.extend(_cell(c, peak) for c in cells)

@@ -153,6 +153,16 @@ def rule_metadata(result: Any) -> dict[str, dict[str, Any]]:
         for key in (meta.rule_id, meta.path):
             if key and key not in out:
                 out[key] = info
+    for loaded in getattr(prepared, "correlations", None) or []:  # correlation rules have their own text
+        rule = loaded.rule
+        if rule.id:
+            out[str(rule.id)] = {
+                "description": rule.description or "",
+                "author": rule.author or "",
+                "falsepositives": [str(f) for f in (rule.falsepositives or [])],
+                "references": [str(r) for r in (rule.references or [])],
+                "logsource": "",
+            }
     return out
 
 
@@ -269,7 +279,8 @@ def build_model(
 
 
 def _rule_entry(row: dict[str, Any], rule_info: dict[str, dict[str, Any]]) -> list[Any]:
-    info = rule_info.get(str(row.get("rule_id") or "")) or rule_info.get(str(row.get("rule_path") or "")) or {}
+    rule_id = str(row.get("rule_id") or "")
+    info = rule_info.get(rule_id, {}) if rule_id else rule_info.get(str(row.get("rule_path") or ""), {})
     return [
         str(row.get("rule_id") or ""),
         str(row.get("rule_title") or ""),
@@ -301,7 +312,7 @@ def _table_row(row: dict[str, Any], rule_index: int) -> list[Any]:
         }
     event_id = row.get("event_id")
     return [
-        iso_utc(row.get("timestamp")) if isinstance(row.get("timestamp"), pd.Timestamp) else clean(row.get("timestamp")),
+        _time_text(row.get("timestamp")),
         str(row.get("level") or ""),
         rule_index,
         _host_name(row.get("computer")),
@@ -325,3 +336,7 @@ def _id_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _time_text(value: Any) -> str | None:
+    return iso_utc(value) if isinstance(value, pd.Timestamp) else clean(value)

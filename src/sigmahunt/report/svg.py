@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 from sigmahunt.report.common import level_color, level_rank, ordered_levels
@@ -35,7 +35,7 @@ TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 108
 
 
 def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
+    return datetime.fromtimestamp(t, tz=UTC)
 
 
 def format_time(t: float, step: float = 1.0) -> str:
@@ -164,7 +164,7 @@ def _histogram(model: ReportModel, binning: Binning, x_of) -> str:  # noqa: ANN0
         tip = (f"{format_time(start, binning.width)} – {format_time(start + binning.width, binning.width)} UTC\n"
                f"{total} detection{'s' if total != 1 else ''}: {_counts_text(counts)}")
         out.append(f'<g class="bar"><title>{escape(tip)}</title>')
-        base = HIST_TOP + HIST_HEIGHT
+        base = float(HIST_TOP + HIST_HEIGHT)
         for lv in ordered_levels(set(counts)):  # most severe at the bottom
             h = counts[lv] / peak * (HIST_HEIGHT - 4)
             base -= h

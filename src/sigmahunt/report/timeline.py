@@ -37,7 +37,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,9 +59,11 @@ EVENT_TIME = "Event Time"
 CORRELATION_TIME = "Correlation Window End"
 NO_TIME = "Time unknown"
 #: Events sorted in memory per run of the external sort.
-RUN_ROWS = 200_000
-#: Rows read from each run at a time while merging.
+RUN_ROWS = 50_000
+#: Rows read from each run at a time while merging (fewer when there are many runs) ...
 MERGE_CHUNK = 4_096
+#: ... so that about this many rows are in memory across all runs.
+MERGE_BUDGET = 200_000
 _POSITION_NUMBER = re.compile(r"(\d+)\s*$")
 
 #: Event metadata columns of an ingest batch that are not event fields.
@@ -79,8 +81,8 @@ def _time_columns(iso: str | None) -> tuple[str, int, str]:
     except ValueError:
         return EPOCH, 0, NO_TIME
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     micros = int(moment.timestamp()) * 1_000_000 + moment.microsecond
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"), micros, EVENT_TIME
 
@@ -193,8 +195,9 @@ def timeline_rows(source: Any, *, events: Iterable[pl.DataFrame] | None = None,
     extra.sort(key=lambda r: r["_key"])
     with _spool(spool_dir) as folder:
         runs = _write_runs(events, folder, run_rows)
+        chunk = _merge_chunk(len(runs))
         streams: list[Iterator[tuple[tuple[Any, ...], bool, dict[str, Any]]]] = [
-            _run_rows(path, i) for i, path in enumerate(runs)]
+            _run_rows(path, i, chunk) for i, path in enumerate(runs)]
         streams.append(((r["_key"][0], r["source"], _position_number(r["position"]), len(runs), n), True, r)
                        for n, r in enumerate(extra))
         for _, is_correlation, item in heapq.merge(*streams, key=lambda entry: entry[0]):
@@ -219,6 +222,9 @@ def _spool(folder: str | Path | None) -> Iterator[Path]:
 
 
 def _write_runs(events: Iterable[pl.DataFrame], folder: Path, run_rows: int) -> list[Path]:
+    """Sorted runs of about ``run_rows`` events, each a narrow Parquet file: the sort key, the
+    few fields a row's columns need, and the event's non-null fields as one JSON text (so the
+    merge never holds wide, sparse rows)."""
     runs: list[Path] = []
     pending: list[pl.DataFrame] = []
     count = 0
@@ -228,6 +234,7 @@ def _write_runs(events: Iterable[pl.DataFrame], folder: Path, run_rows: int) -> 
         if not pending:
             return
         frame = pl.concat(pending, how="diagonal_relaxed") if len(pending) > 1 else pending[0]
+        pending, count = [], 0
         for column in _METADATA:
             if column not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
@@ -237,10 +244,14 @@ def _write_runs(events: Iterable[pl.DataFrame], folder: Path, run_rows: int) -> 
             pl.col("_position").fill_null("").str.extract(r"(\d+)\s*$", 1).cast(pl.Int64, strict=False)
             .fill_null(0).alias("__pos"),
         ).sort(["__ts", "__src", "__pos"], maintain_order=True)
+        fields = [c for c in frame.columns if not c.startswith("_")]
+        documents = [orjson.dumps({k: v for k, v in zip(fields, values) if v is not None}).decode("utf-8")
+                     for values in frame.select(fields).iter_rows()] if fields else ["{}"] * frame.height
+        narrow = frame.select("__ts", "__src", "__pos", *_METADATA).with_columns(
+            pl.Series("__event", documents, dtype=pl.String))
         path = folder / f"run-{len(runs):05d}.parquet"
-        frame.write_parquet(path, compression="zstd", compression_level=1, row_group_size=MERGE_CHUNK * 4)
+        narrow.write_parquet(path, compression="zstd", compression_level=1, row_group_size=MERGE_CHUNK * 4)
         runs.append(path)
-        pending, count = [], 0
 
     for batch in events:
         if batch.height == 0:
@@ -253,16 +264,22 @@ def _write_runs(events: Iterable[pl.DataFrame], folder: Path, run_rows: int) -> 
     return runs
 
 
-def _run_rows(path: Path, index: int) -> Iterator[tuple[tuple[Any, ...], bool, dict[str, Any]]]:
+def _run_rows(path: Path, index: int, chunk: int = MERGE_CHUNK) -> Iterator[
+        tuple[tuple[Any, ...], bool, dict[str, Any]]]:
     n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_CHUNK):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
         for item in batch.to_pylist():
             yield (item["__ts"], item["__src"], item["__pos"], index, n), False, item
             n += 1
 
 
+def _merge_chunk(runs: int) -> int:
+    """Rows read from each run at a time: bounded in all (about MERGE_BUDGET rows in memory)."""
+    return max(64, min(MERGE_CHUNK, MERGE_BUDGET // max(1, runs)))
+
+
 def _event_row(item: dict[str, Any]) -> dict[str, Any]:
-    event = {k: v for k, v in item.items() if v is not None and not k.startswith("_")}
+    event = orjson.loads(item["__event"])
     dt, micros, desc = _time_columns(item.get("_timestamp"))
     computer = str(event.get("Computer") or "")
     channel = str(event.get("Channel") or "")
@@ -274,7 +291,7 @@ def _event_row(item: dict[str, Any]) -> dict[str, Any]:
         "computer": computer, "channel": channel, "event_id": event_id,
         "record_id": str(event.get("EventRecordID") or ""), "source": str(item.get("_source") or ""),
         "position": str(item.get("_position") or ""), "detections": 0, "correlation_type": "",
-        "event": event,
+        "event": event, "_event_json": item["__event"],
     }
 
 
@@ -290,8 +307,8 @@ def write_rows(rows: Iterable[dict[str, Any]], out: IO[bytes], fmt: str = "csv")
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for row in rows:
-            writer.writerow([_csv_value(row.get(c)) for c in COLUMNS]
-                            + [orjson.dumps(row.get("event") or {}).decode("utf-8")])
+            event = row.get("_event_json") or orjson.dumps(row.get("event") or {}).decode("utf-8")
+            writer.writerow([_csv_value(row.get(c)) for c in COLUMNS] + [event])
             count += 1
         text.flush()
         text.detach()

@@ -60,6 +60,25 @@ class ElasticHuntOptions:
 
 
 @dataclass
+class ElasticHuntReport:
+    """How each rule ran on the cluster (attached to the result as ``result.elastic``)."""
+
+    flavor: str = ""
+    rules: int = 0
+    exact: int = 0  # ran as exact queries
+    verified: dict[str, str] = field(default_factory=dict)  # rule id/path -> why relaxed + verified
+    not_converted: dict[str, str] = field(default_factory=dict)  # rule -> reason
+    rejected: dict[str, str] = field(default_factory=dict)  # rule -> the cluster's reason
+    queries: int = 0
+    hits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flavor": self.flavor, "rules": self.rules, "exact": self.exact, "verified": self.verified,
+                "not_converted": self.not_converted, "rejected": self.rejected, "queries": self.queries,
+                "hits": self.hits}
+
+
+@dataclass
 class _Task:
     rule_index: int
     index: str
@@ -138,6 +157,19 @@ def run_elastic_hunt(
         if run.verify is not None:
             found = verified(run.rule, found)
         records.extend(found)
+    report = ElasticHuntReport(flavor=cluster.flavor, rules=len(runs), queries=len(tasks))
+    for run in runs:
+        key = run.rule.meta.rule_id or run.rule.meta.path
+        report.hits += len(run.hits)
+        if run.error is None:
+            if run.verify is not None:
+                report.verified[key] = run.verify
+            else:
+                report.exact += 1
+        elif run.error.startswith("not converted"):
+            report.not_converted[key] = run.error
+        else:
+            report.rejected[key] = run.error
     plan = getattr(prepared, "correlation_plan", None)
     if plan:  # correlations over the base detections, exactly as the embedded hunt applies them
         from sigmahunt.correlation import apply_plan
@@ -149,7 +181,9 @@ def run_elastic_hunt(
     searched = sorted({run.lowered.index_expression for run in runs if run.lowered is not None})
     summary.events_read = _count(cluster, searched)
     summary.seconds = time.perf_counter() - started
-    return HuntResult(records, summary, prepared)
+    result = HuntResult(records, summary, prepared)
+    result.elastic = report  # type: ignore[attr-defined]
+    return result
 
 
 def _count(cluster: Cluster, expressions: Sequence[str]) -> int:

@@ -216,7 +216,9 @@ def add_ingest_options(parser: argparse.ArgumentParser) -> None:
     from sigmahunt.pipelines import PIPELINES
 
     have = set(parser._option_string_actions)
-    group = parser.add_argument_group("Elasticsearch / OpenSearch (with --url)")
+    from sigmahunt.engines.elastic.options import CREDENTIALS_HELP
+
+    group = parser.add_argument_group("Elasticsearch / OpenSearch (with --url)", description=CREDENTIALS_HELP)
     group.add_argument("--index", metavar="NAME",
                        help="index name; with --pipeline helk, the suffix of HELK's per-log indices "
                             "(logs-endpoint-winevent-sysmon-NAME, ..., logs-NAME)")
@@ -230,7 +232,7 @@ def add_ingest_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument("--json", action="store_true", help="print the report as JSON")
     if "--quiet" not in have:
         group.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    add_connection_options(parser, hunt=False)
+    add_connection_options(parser, hunt=False, group=group)
 
 
 def cmd_ingest(args: argparse.Namespace, err: Any) -> int:

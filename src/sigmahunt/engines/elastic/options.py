@@ -12,10 +12,11 @@ CREDENTIALS_HELP = (f"credentials only from the environment: {ENV_USER} + {ENV_P
                     f"{ENV_API_KEY} (API key)")
 
 
-def add_connection_options(parser: argparse.ArgumentParser, hunt: bool) -> None:
-    group = parser.add_argument_group(
-        "Elasticsearch / OpenSearch" + (" (--engine elasticsearch|opensearch)" if hunt else ""),
-        description=CREDENTIALS_HELP)
+def add_connection_options(parser: argparse.ArgumentParser, hunt: bool, group: Any = None) -> None:
+    if group is None:
+        group = parser.add_argument_group(
+            "Elasticsearch / OpenSearch" + (" (--engine elasticsearch|opensearch)" if hunt else ""),
+            description=CREDENTIALS_HELP)
     group.add_argument("--url", default=None,
                        help=f"cluster URL, e.g. https://es.example:9200 (default: ${ENV_URL})")
     if hunt:
