@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     hunt.add_argument("--status", action="append", default=[], help="only rules with this status (repeatable)")
     hunt.add_argument("--tag", action="append", default=[], help="only rules with this tag (repeatable)")
     hunt.add_argument("--rule-id", action="append", default=[], help="only this rule id (repeatable)")
+    hunt.add_argument("--filters", action="append", default=[], metavar="PATH",
+                      help="Sigma filter file or folder, applied to the rules it targets (repeatable)")
     hunt.add_argument("--quiet", "-q", action="store_true", help="no progress bars, no summary on stderr")
     hunt.add_argument("--limit", type=int, default=200, help="rows shown by the table format (default 200)")
     hunt.add_argument("--engine", default="embedded", choices=sorted(ENGINE_MODULES),
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print {loaded, failed: [{path, reason}]}")
     check.add_argument("--placeholders", help="YAML file of placeholder values for |expand")
     check.add_argument("--no-cache", action="store_true", help="do not use the compiled-rule cache")
+    check.add_argument("--filters", action="append", default=[], metavar="PATH", help="Sigma filter file or folder")
     check.set_defaults(handler=lambda args, err: cmd_rules_check(args))
     hunt.set_defaults(handler=cmd_hunt)
     for register in _command_modules():
@@ -165,7 +168,8 @@ def cmd_ingest(args: argparse.Namespace, err: Console) -> int:
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
     placeholders = load_placeholders(args.placeholders)
-    prepared = prepare_rules(args.paths, placeholders, cache_dir=False if args.no_cache else None)
+    prepared = prepare_rules(args.paths, placeholders, cache_dir=False if args.no_cache else None,
+                             filters=args.filters)
     report = {
         "loaded": len(prepared.compiled) + len(prepared.correlations),
         "failed": [f.to_dict() for f in prepared.failures],
@@ -208,7 +212,7 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
         if engine_module:
             module = __import__(engine_module, fromlist=["run_engine"])
             prepared = prepare_rules(args.rules, placeholders, cache_dir=False if args.no_cache else None,
-                                     selection=_selection(args))
+                                     selection=_selection(args), filters=args.filters)
             result = module.run_engine(args, prepared, bars.callbacks())
         else:
             result = run_hunt(
@@ -220,6 +224,7 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
                 format_in=args.format_in,
                 cache_dir=False if args.no_cache else None,
                 progress=bars.callbacks(),
+                filters=args.filters,
             )
     _write_detections(result, args)
     if args.summary:
@@ -232,8 +237,9 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
 def _write_detections(result: HuntResult, args: argparse.Namespace) -> None:
     frame = result.dataframe
     if args.format == "table":
+        to_file = bool(args.output) or not sys.stdout.isatty()
         console = Console(file=open(args.output, "w", encoding="utf-8") if args.output else None,
-                          highlight=False, width=200 if args.output else None)
+                          highlight=False, width=180 if to_file else None)
         console.print(detections_table(frame, args.limit))
         if len(frame) > args.limit:
             console.print(f"... {len(frame) - args.limit} more detections (use --format jsonl for all)")
@@ -254,8 +260,15 @@ def detections_table(frame: pd.DataFrame, limit: int) -> Table:
         level = str(row.level)
         when = "" if pd.isna(row.timestamp) else row.timestamp.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(f"[{LEVEL_STYLE.get(level, '')}]{level}[/]", when, str(row.rule_title),
-                      str(row.computer or ""), str(row.event_id or ""), _key_field(row.event))
+                      str(row.computer or ""), str(row.event_id or ""), _key_text(row))
     return table
+
+
+def _key_text(row: Any) -> str:
+    if isinstance(getattr(row, "group", None), dict):  # a correlation: what was counted, over which window
+        group = ", ".join(f"{k}={v}" for k, v in row.group.items()) or "all"
+        return f"{row.correlation_type} {row.value:g} ({group}), {len(row.events)} events from {row.window_start}"
+    return _key_field(row.event)
 
 
 def _key_field(event: dict[str, Any]) -> str:

@@ -184,20 +184,28 @@ def render(frame: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "json":
         return orjson.dumps(_plain_records(frame), default=_json_default, option=orjson.OPT_INDENT_2) + b"\n"
     if fmt == "csv":
-        flat = frame.copy()
-        for column in ("tags", "techniques", "tactics"):
-            flat[column] = flat[column].map(lambda v: ";".join(v) if isinstance(v, list) else v)
-        flat["event"] = flat["event"].map(lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
+        flat = _flat_columns(frame)
         if not flat.empty:
             flat["timestamp"] = flat["timestamp"].map(lambda t: None if pd.isna(t) else _iso(t))
         return flat.to_csv(index=False).encode()
     if fmt == "parquet":
-        flat = frame.copy()
-        flat["event"] = flat["event"].map(lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode())
         buffer = io.BytesIO()
-        flat.to_parquet(buffer, index=False)
+        _flat_columns(frame).to_parquet(buffer, index=False)
         return buffer.getvalue()
     raise ValueError(f"unknown output format {fmt!r}")
+
+
+def _flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tabular formats: tag lists joined with ';', nested values (event, group...) as JSON."""
+    flat = frame.copy()
+    for column in ("tags", "techniques", "tactics"):
+        flat[column] = flat[column].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+    for column in flat.columns:
+        if flat[column].dtype == object and flat[column].map(lambda v: isinstance(v, (dict, list))).any():
+            flat[column] = flat[column].map(
+                lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS, default=str).decode()
+                if isinstance(v, (dict, list)) else v)
+    return flat
 
 
 def write_atomically(path: str | Path, data: bytes) -> None:

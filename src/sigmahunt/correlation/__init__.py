@@ -8,37 +8,38 @@
 * :func:`correlation_support` says whether an engine can run a correlation, and why not.
 
 Importing this package also teaches pySigma the specification's range conditions
-(``gt`` + ``lte`` in one condition), see :mod:`sigmahunt.correlation.conditions`.
+(``gt`` + ``lte`` in one condition), see :mod:`sigmahunt.correlation.conditions`. The
+rest is imported lazily, so ``sigmahunt.correlation.conditions`` can be imported by the
+rule loader without an import cycle.
 """
 
 from __future__ import annotations
 
-from sigmahunt.correlation import conditions as _conditions  # noqa: F401  (installs range conditions)
-from sigmahunt.correlation.engine import (
-    CORRELATION_KEYS,
-    apply_plan,
-    correlate,
-    correlate_one,
-)
-from sigmahunt.correlation.plan import (
-    CorrelationPlan,
-    CorrelationSpec,
-    build_plan,
-    record_key,
-    rule_key,
-)
-from sigmahunt.correlation.support import correlation_support, unsupported
+from typing import Any
 
-__all__ = [
-    "CORRELATION_KEYS",
-    "CorrelationPlan",
-    "CorrelationSpec",
-    "apply_plan",
-    "build_plan",
-    "correlate",
-    "correlate_one",
-    "correlation_support",
-    "record_key",
-    "rule_key",
-    "unsupported",
-]
+from sigmahunt.correlation import conditions as _conditions  # noqa: F401  (installs range conditions)
+
+_EXPORTS = {
+    "CORRELATION_KEYS": "engine",
+    "apply_plan": "engine",
+    "correlate": "engine",
+    "correlate_one": "engine",
+    "CorrelationPlan": "plan",
+    "CorrelationSpec": "plan",
+    "build_plan": "plan",
+    "record_key": "plan",
+    "rule_key": "plan",
+    "correlation_support": "support",
+    "unsupported": "support",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sigmahunt.correlation' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"sigmahunt.correlation.{module}"), name)

@@ -266,7 +266,8 @@ def _spec(loaded: LoadedCorrelation, key: str, index: _Index) -> CorrelationSpec
         raise _Unresolved("refers to itself")
     by_reference = {r.reference: e.key for r, e in zip(references, entries)}
     if isinstance(condition, SigmaExtendedCorrelationCondition):
-        expression = _expression(condition.parsed, lambda ref: by_reference.get(ref) or index.resolve(ref, loaded.path).key)
+        expression = _expression(
+            condition.parsed, lambda ref: by_reference.get(ref) or index.resolve(ref, loaded.path).key)
         bounds: list[tuple[str, int | float]] = []
         value_field = None
         percentile = None

@@ -43,7 +43,6 @@ from typing import IO, Any
 
 import orjson
 import polars as pl
-import pyarrow.parquet as pq
 
 from sigmahunt.report.common import as_list, clean, detections_frame, iso_utc, iter_rows, key_field, level_rank
 
@@ -266,6 +265,8 @@ def _write_runs(events: Iterable[pl.DataFrame], folder: Path, run_rows: int) -> 
 
 def _run_rows(path: Path, index: int, chunk: int = MERGE_CHUNK) -> Iterator[
         tuple[tuple[Any, ...], bool, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
     n = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
         for item in batch.to_pylist():

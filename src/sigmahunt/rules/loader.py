@@ -24,6 +24,8 @@ from sigma.rule import SigmaRule
 
 RULE_SUFFIXES = (".yml", ".yaml")
 
+import sigmahunt.correlation.conditions  # noqa: E402,F401  (range conditions in correlations)
+
 # The Sigma specification names ``utf16le`` as an alias of ``wide``; pySigma 2.0.1 knows
 # only ``wide``. Registering the alias in pySigma's own modifier table keeps pySigma the
 # single parser of rules.
