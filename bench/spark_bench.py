@@ -72,18 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         store = EventStore(store_dir)
         summary = HuntSummary()
-        files = 0
         for path in expand_log_paths(args.corpus):
             if args.limit and store.events() >= args.limit:
                 break
-            if path.suffix.lower() in (".md", ".txt", "") and path.name.upper().startswith(("LICENSE", "README")):
+            if path.name.upper().startswith(("LICENSE", "README")):
                 continue
             digest = file_digest(path)
             if not store.is_current(str(path), digest):
                 for _ in _ingest_file(path, digest, store, summary, None):
                     pass
-            files += 1
         ingest_s = time.perf_counter() - started
+        files = len(store.sources)
         events = store.events()
         parts = sum(len(s.parts) for s in store.sources.values())
         print(f"corpus: {events:,} events from {files} files ({parts} Parquet parts), "

@@ -172,7 +172,7 @@ def regex(draw: Any) -> Regex:
             elif kind == "digit":
                 atom, sample = "\\d", draw(st.sampled_from("07"))
             elif kind == "class":
-                atom, sample = "[a-z]", draw(st.sampled_from("aqz"))
+                atom, sample = "[a-z]", draw(st.sampled_from("aiksz"))
             else:
                 atom, sample = "[^a-z]", draw(st.sampled_from("A1-"))
             quant = draw(st.sampled_from(["", "", "", "+", "*", "?", "{1,2}"]))
@@ -400,7 +400,7 @@ def rules(draw: Any, options: RuleOptions = DEFAULT_RULES) -> GeneratedRule:
         detection[name] = body
         hints += h
         shapes.add(f"selection: {shape}")
-    conditions = draw(st.lists(condition(names), min_size=1, max_size=2))
+    conditions = [draw(condition(names)) for _ in range(2 if draw(st.integers(0, 4)) == 0 else 1)]
     as_list = len(conditions) > 1 or draw(st.integers(0, 5)) == 0
     detection["condition"] = conditions if as_list else conditions[0]
     document = {
@@ -541,8 +541,9 @@ def mutated(draw: Any, seed: str) -> str:
         elif how == "newline":
             s = draw(st.sampled_from([s + "\n", "\n" + s, s[:i] + "\n" + s[i:]]))
         elif how == "confusable":  # a character that case-folds like an ASCII letter, or nearly
-            j = next((k for k, c in enumerate(s) if c.lower() in CONFUSABLE), None)
-            if j is not None:
+            eligible = [k for k, c in enumerate(s) if c.lower() in CONFUSABLE]
+            if eligible:
+                j = draw(st.sampled_from(eligible))
                 s = s[:j] + draw(st.sampled_from(CONFUSABLE[s[j].lower()])) + s[j + 1:]
     return s
 

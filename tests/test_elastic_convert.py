@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from sigmahunt.engines.elastic.query import (
-    FALSE,
     PLAIN_LAYOUT,
     SIGMAHUNT_LAYOUT,
     Capabilities,
@@ -379,8 +378,6 @@ def test_split_for_clauses_and_relax_preserve_meaning() -> None:
         tree = _random_tree(rng, 4, leaves)
         pieces = split_for_clauses(tree, max(1, count_leaves(tree) // 3))
         relaxed = relax(tree, lambda t: False)
-        doubtful = relax(tree, lambda t: False) if tree.op == "const" else None
-        del doubtful
         for bits in itertools.product([False, True], repeat=len(names)):
             truth = dict(zip(names, bits))
             want = _eval(tree, truth)
@@ -398,4 +395,4 @@ def test_relax_gives_a_superset() -> None:
         for bits in itertools.product([False, True], repeat=len(names)):
             truth = dict(zip(names, bits))
             if _eval(tree, truth):
-                assert relaxed == FALSE or _eval(relaxed, truth) or relaxed.op == "const" and relaxed.value
+                assert _eval(relaxed, truth)

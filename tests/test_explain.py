@@ -181,3 +181,21 @@ def test_sigmahq_regression_detections_all_explain_as_matching() -> None:
                 if e.get("error") or e.get("matched") is not True]
     assert failures == []
     assert all(any(s["matched"] for s in e["selections"]) for e in explanations)
+
+
+def test_sigma_filters_applied_by_the_hunt_are_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_hunt([FIXTURES / "logs"], [FIXTURES / "rules"], filters=[FIXTURES / "filters"], cache_dir=False)
+    assert len(result.records) == 8  # the filter removed WS02's encoded PowerShell
+    encoded = [e for e in explain_result(result, limit=None) if e["rule_title"] == "Encoded PowerShell"]
+    assert len(encoded) == 1 and encoded[0]["computer"] == "WS01" and encoded[0]["matched"]
+    e = encoded[0]
+    assert e["filters"] == ["Not on the build server WS02"]
+    assert e["condition"] == ["(selection) and (not [filter 'Not on the build server WS02': selection])"]
+    names = [s["name"] for s in e["selections"]]
+    assert names == ["selection", "filter 'Not on the build server WS02': selection"]
+    assert not e["selections"][1]["matched"] and e["selections"][1]["filter"] is True
+    again = explain_result(result, limit=None)  # deterministic: pySigma's random names never show
+    assert [x for x in again if x["rule_title"] == "Encoded PowerShell"] == encoded
+    code, out, _ = run_cli(["explain", str(FIXTURES / "logs"), "--rules", str(FIXTURES / "rules"), "--no-cache",
+                            "--filters", str(FIXTURES / "filters"), "--limit", "1", "-q"], capsys)
+    assert code == 0 and "filters applied: Not on the build server WS02" in out

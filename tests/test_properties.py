@@ -48,7 +48,7 @@ from tests.strategies import Case, MultiCase, event_features, multi_cases, parse
 # -- settings -----------------------------------------------------------------------------------
 
 #: Examples of the single-rule property in CI; the many-rules property runs a fifth.
-CI_EXAMPLES = 400
+CI_EXAMPLES = 300
 EXAMPLES = int(os.environ.get("SIGMAHUNT_HYPOTHESIS_EXAMPLES", CI_EXAMPLES))
 RANDOMIZED = os.environ.get("SIGMAHUNT_HYPOTHESIS_RANDOM", "") not in ("", "0")
 
@@ -74,13 +74,15 @@ SHAPES: Counter[str] = Counter()
 def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or not STATS:
         return
-    reporter.write_line("")
-    reporter.write_line("sigmahunt property tests: " + ", ".join(f"{k}={v}" for k, v in sorted(STATS.items())))
+    lines = ["", "sigmahunt property tests: " + ", ".join(f"{k}={v}" for k, v in sorted(STATS.items()))]
     if os.environ.get("SIGMAHUNT_HYPOTHESIS_SHAPES"):
-        for shape, count in sorted(SHAPES.items()):
-            reporter.write_line(f"  {count:7d}  {shape}")
+        lines += [f"  {count:7d}  {shape}" for shape, count in sorted(SHAPES.items())]
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        for line in lines:
+            reporter.write_line(line)
 
 
 def _count_shapes(shapes: set[str], prefix: str) -> None:

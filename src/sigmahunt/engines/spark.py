@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import heapq
 import os
 import shutil
 import sys
@@ -184,24 +185,30 @@ def hunt_partition(
     yield _count_batch(events, schema)
 
 
-def hunt_parts_partition(key: str, payload: Any, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body over work units ``(path, offset, length)`` of a store's Parquet parts.
+def hunt_parts_partition(
+    key: str, payload: Any, bins_json: bytes, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body over bin numbers: the work units ``(path, offset, length)`` of a bin.
 
-    Each unit is read here, with Polars, exactly as the embedded engine reads a stored
-    part (same columns, same order), and evaluated as one batch.
+    ``bins_json`` lists the units (store parts cut into row ranges) of every bin; the
+    partition receives its bin numbers (``spark.range``) and reads each unit itself, with
+    Polars, exactly as the embedded engine reads a stored part (same columns, same order),
+    then evaluates it as one batch.
     """
     evaluator = evaluator_for(key, payload)
+    bins = orjson.loads(bins_json)
     schema = hits_schema()
     events = 0
     for batch in batches:
-        for path, offset, length in zip(*(batch.column(i).to_pylist() for i in range(3))):
-            frame = read_unit(path, offset, length)
-            events += frame.height
-            if frame.height == 0:
-                continue
-            hits = evaluator.evaluate(frame)
-            if hits:
-                yield hits_batch(frame, hits, schema)
+        for number in batch.column(0).to_pylist():
+            for path, offset, length in bins[number]:
+                frame = read_unit(path, offset, length)
+                events += frame.height
+                if frame.height == 0:
+                    continue
+                hits = evaluator.evaluate(frame)
+                if hits:
+                    yield hits_batch(frame, hits, schema)
     yield _count_batch(events, schema)
 
 
@@ -387,35 +394,41 @@ def work_units(parts: Sequence[str], rows_per_unit: int) -> list[tuple[str, int,
     return units
 
 
+def pack_units(units: Sequence[tuple[str, int, int]], bins: int) -> list[list[tuple[str, int, int]]]:
+    """Units into ``bins`` bins of about equal rows (largest first into the lightest bin)."""
+    heap = [(0, i) for i in range(max(1, bins))]
+    out: list[list[tuple[str, int, int]]] = [[] for _ in heap]
+    for unit in sorted(units, key=lambda u: -(u[2] if u[2] >= 0 else MAX_UNIT_ROWS)):
+        rows, index = heapq.heappop(heap)
+        out[index].append(unit)
+        heapq.heappush(heap, (rows + (unit[2] if unit[2] >= 0 else MAX_UNIT_ROWS), index))
+    return [b for b in out if b]
+
+
 def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[CompiledRule],
                rows_per_unit: int | None = None, shipped: tuple[str, Any] | None = None) -> DataFrame:
     """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over a store's Parquet parts, lazily.
 
-    The driver only lists work units (part, row range); the executors read them. Units
-    are small enough to give every core several (a few large parts would otherwise leave
-    cores idle) and large enough for the evaluator to amortise a batch's fixed costs.
+    The driver only reads the parts' footers and deals the work units (part, row range)
+    into about three bins per core; the executors read the units. Units are small enough
+    to keep every core busy (a few large parts would otherwise leave cores idle) and large
+    enough for the evaluator to amortise a batch's fixed costs. The bins are numbered
+    rows of ``spark.range``: no Python is needed to build the input of the job.
     """
-    sc = spark.sparkContext
-    parallelism = max(1, sc.defaultParallelism)
+    parallelism = max(1, spark.sparkContext.defaultParallelism)
     if rows_per_unit is None:
         configured = spark.conf.get(ROWS_PER_UNIT_CONF, None)
         if configured:
             rows_per_unit = int(configured)
-        else:
-            import pyarrow.parquet as pq
-
-            try:
-                total = sum(pq.read_metadata(p).num_rows for p in parts)
-            except (OSError, ValueError):
-                total = len(parts) * MAX_UNIT_ROWS
-            rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
-    units = work_units(parts, rows_per_unit)
+    if rows_per_unit is None:
+        whole = work_units(parts, 1 << 62)
+        total = sum(u[2] if u[2] >= 0 else MAX_UNIT_ROWS for u in whole)
+        rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
+    bins = pack_units(work_units(parts, rows_per_unit), parallelism * 3)
     key, broadcast = shipped or broadcast_rules(spark, rules)
-    body = functools.partial(hunt_parts_partition, key, broadcast)
-    slices = max(1, min(len(units), parallelism * 3))
-    frame = spark.createDataFrame(sc.parallelize(units, slices), "path string, offset bigint, length bigint")
+    body = functools.partial(hunt_parts_partition, key, broadcast, orjson.dumps(bins))
     with _quiet_pyspark():
-        return frame.mapInArrow(body, HITS_DDL)
+        return spark.range(0, len(bins), 1, len(bins)).mapInArrow(body, HITS_DDL)
 
 
 def _records(

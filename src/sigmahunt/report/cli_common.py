@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +37,8 @@ def add_hunt_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", action="append", default=[], help="only rules with this status (repeatable)")
     parser.add_argument("--tag", action="append", default=[], help="only rules with this tag (repeatable)")
     parser.add_argument("--rule-id", action="append", default=[], help="only this rule id (repeatable)")
+    parser.add_argument("--filters", action="append", default=[], metavar="PATH",
+                        help="Sigma filter file or folder, applied to the rules it targets (repeatable)")
     add_filter_options(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="nothing on stderr but errors")
 
@@ -106,6 +110,7 @@ def hunt_from_args(args: argparse.Namespace, err: Any, keep_events: bool = False
                 selection=selection_of(args),
                 format_in=args.format_in,
                 cache_dir=False if args.no_cache else None,
+                filters=getattr(args, "filters", None) or (),
             )
         yield result, store, time_filter
     finally:
@@ -150,3 +155,12 @@ def handle_usage(handler: Any) -> Any:
             return 2
 
     return wrapped
+
+
+def silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

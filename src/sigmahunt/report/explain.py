@@ -12,13 +12,15 @@ for each item the values that matched and the event's actual value.
 Correlation detections are explained by their window (type, group, events, rules) and, for
 their first few events, by the explanation of the base rule that matched each.
 
-Limits: Sigma filters (``--filters``) applied during the hunt are not re-applied here; a
-placeholder rule needs the same ``--placeholders`` file as the hunt.
+Sigma filters the hunt applied to a rule (``--filters``, or filter documents among the
+rules) are applied again, by pySigma, and their selections are shown by the filter's title.
+A placeholder rule needs the same ``--placeholders`` file as the hunt.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,12 +64,39 @@ class ExplainError(Exception):
 
 @dataclass
 class RuleLoader:
-    """Loads (and caches) pySigma rules by file and id, with placeholder values applied."""
+    """Loads (and caches) pySigma rules by file and id, with placeholder values applied and
+    the Sigma filters the hunt applied to them (``filters``: rule key -> [(title, SigmaFilter)],
+    the key being the rule id, else ``path::title``)."""
 
     placeholders: Mapping[str, Any] | None = None
+    filters: Mapping[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    #: Per filtered rule (by ``id()``): pySigma's generated selection names -> shown names.
+    labels: dict[int, dict[str, str]] = field(default_factory=dict)
     _files: dict[str, list[SigmaRule]] = field(default_factory=dict)
+    _filtered: set[int] = field(default_factory=set)
 
     def rule(self, path: str | None, rule_id: str | None = None, title: str | None = None) -> SigmaRule:
+        rule = self._find(path, rule_id, title)
+        key = str(rule.id) if rule.id else f"{path}::{rule.title}"
+        if key in self.filters and id(rule) not in self._filtered:
+            self._apply_filters(rule, self.filters[key])
+        return rule
+
+    def _apply_filters(self, rule: SigmaRule, filters: list[tuple[str, Any]]) -> None:
+        labels: dict[str, str] = {}
+        for filter_title, sigma_filter in filters:
+            before = set(rule.detection.detections)
+            filtered = sigma_filter.apply_on_rule(rule)
+            if filtered is not rule:  # pySigma filters the rule in place; keep the cached object current
+                rule.detection = filtered.detection
+            for name in rule.detection.detections:
+                if name not in before:
+                    shown = re.sub(r"^_filt_[a-z0-9]+_", "", name)
+                    labels[name] = f"filter '{filter_title}': {shown}"
+        self._filtered.add(id(rule))
+        self.labels[id(rule)] = labels
+
+    def _find(self, path: str | None, rule_id: str | None, title: str | None) -> SigmaRule:
         if not path:
             raise ExplainError("the detection names no rule file")
         rules = self._files.get(path)
@@ -187,8 +216,13 @@ def _detection(detection: SigmaDetection, event: Mapping[str, Any], field_map: d
     return {"linking": "all" if every else "any", "matched": matched, "items": items}
 
 
-def explain_event(rule: SigmaRule, event: Mapping[str, Any]) -> dict[str, Any]:
-    """The explanation of ``rule`` on one event (string values, as the store holds them)."""
+def explain_event(rule: SigmaRule, event: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> dict[
+        str, Any]:
+    """The explanation of ``rule`` on one event (string values, as the store holds them).
+
+    ``labels``: names to show for selections (a filter's, see :class:`RuleLoader`).
+    """
+    labels = labels or {}
     resolution = resolve_logsource(rule.logsource)
     variant = None
     if not resolution.inapplicable:
@@ -197,12 +231,17 @@ def explain_event(rule: SigmaRule, event: Mapping[str, Any]) -> dict[str, Any]:
     selections = []
     for name, detection in rule.detection.detections.items():
         result = _detection(detection, event, field_map)
-        result["name"] = name
+        result["name"] = labels.get(name, name)
+        if name in labels:
+            result["filter"] = True
         selections.append(result)
+    conditions = [str(c) for c in rule.detection.condition]
+    for generated, shown in labels.items():  # pySigma's random names -> the filter's own names
+        conditions = [c.replace(generated, f"[{shown}]") for c in conditions]
     logsource = {k: v for k, v in (("product", rule.logsource.product), ("category", rule.logsource.category),
                                    ("service", rule.logsource.service)) if v}
     return {
-        "condition": [str(c) for c in rule.detection.condition],
+        "condition": conditions,
         "matched": reference.rule_matches(rule, event),
         "logsource": logsource,
         "logsource_selects_event": variant is not None,
@@ -247,8 +286,15 @@ def explain_record(record: Mapping[str, Any], *, loader: RuleLoader | None = Non
     except ExplainError as error:
         out["error"] = str(error)
         return out
-    out.update(explain_event(rule, clean(record.get("event")) or {}))
+    out.update(explain_event(rule, clean(record.get("event")) or {}, loader.labels.get(id(rule))))
+    applied = [t for t, _ in loader.filters.get(str(rule.id) if rule.id else f"{rule_path_of(out)}::{rule.title}", [])]
+    if applied:
+        out["filters"] = applied
     return out
+
+
+def rule_path_of(explanation: Mapping[str, Any]) -> str:
+    return str(explanation.get("rule_path") or "")
 
 
 def _correlation(record: Mapping[str, Any], loader: RuleLoader, rule_paths: Mapping[str, str],
@@ -272,7 +318,7 @@ def _correlation(record: Mapping[str, Any], loader: RuleLoader, rule_paths: Mapp
             try:
                 rule = loader.rule(path, rule_id)
                 entry["rule_title"] = rule.title
-                entry.update(explain_event(rule, event))
+                entry.update(explain_event(rule, event, loader.labels.get(id(rule))))
             except ExplainError as error:
                 entry["error"] = str(error)
             out["explained_events"].append(entry)
@@ -291,11 +337,29 @@ def rule_paths_of(result: Any) -> dict[str, str]:
     return out
 
 
+def filters_of(result: Any) -> dict[str, list[tuple[str, Any]]]:
+    """Rule key -> [(filter title, SigmaFilter)] the hunt applied (``PreparedRules.filtered``)."""
+    prepared = getattr(result, "rules", None)
+    applied = getattr(prepared, "filtered", None) or {}
+    loaded = getattr(prepared, "filters", None) or []
+    if not applied or not loaded:
+        return {}
+
+    def title(item: Any) -> str:  # as sigmahunt.rules.filters names them
+        return item.filter.title or (str(item.filter.id) if item.filter.id else item.path)
+
+    by_title: dict[str, Any] = {}
+    for item in loaded:
+        by_title.setdefault(title(item), item.filter)
+    return {key: [(t, by_title[t]) for t in titles if t in by_title] for key, titles in applied.items()}
+
+
 def explain_result(result: Any, *, limit: int | None = DEFAULT_LIMIT, rule_ids: Sequence[str] = (),
                    placeholders: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Explanations of a hunt's detections, most severe first (at most ``limit``)."""
+    """Explanations of a hunt's detections, most severe first (at most ``limit``), with the
+    Sigma filters the hunt applied to each rule."""
     frame = detections_frame(result)
-    loader = RuleLoader(placeholders)
+    loader = RuleLoader(placeholders, filters_of(result))
     paths = rule_paths_of(result)
     wanted = {r.lower() for r in rule_ids}
     out: list[dict[str, Any]] = []
@@ -358,6 +422,8 @@ def _rule_lines(explanation: dict[str, Any], indent: str) -> list[tuple[str, str
     source = ", ".join(f"{k} {v}" for k, v in explanation.get("logsource", {}).items())
     where = explanation.get("logsource_variant") or "no variant selects this event"
     lines.append((f"{indent}log source: {source or '(any)'} -> {where}", ""))
+    if explanation.get("filters"):
+        lines.append((f"{indent}filters applied: {', '.join(explanation['filters'])}", ""))
     for condition in explanation.get("condition", []):
         verdict = "true" if explanation.get("matched") else "false"
         lines.append((f"{indent}condition: {condition}  => {verdict}", "bold"))
@@ -445,7 +511,13 @@ def cmd_explain(args: argparse.Namespace, err: Any) -> int:
     with hunt_from_args(args, err) as (result, _, _):
         explanations = explain_result(result, limit=args.limit or None,
                                       placeholders=load_placeholders(args.placeholders))
-    print_explanations(explanations, as_json=args.json)
+    try:
+        print_explanations(explanations, as_json=args.json)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        from sigmahunt.report.cli_common import silence_stdout
+
+        silence_stdout()
+        return 0
     if not args.quiet:
         total = len(result.records)
         err.print(f"explained {len(explanations):,} of {total:,} detections"

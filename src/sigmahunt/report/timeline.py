@@ -397,7 +397,13 @@ def cmd_timeline(args: argparse.Namespace, err: Any) -> int:
     with hunt_from_args(args, err, keep_events=args.all_events) as (result, store_root, time_filter):
         events = stored_events(store_root, args.logs, time_filter) if args.all_events else None
         with _status(err, args, "writing the timeline"):
-            count = write_timeline(result, args.output, args.format, events=events)
+            try:
+                count = write_timeline(result, args.output, args.format, events=events)
+            except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+                from sigmahunt.report.cli_common import silence_stdout
+
+                silence_stdout()
+                return 0
     if not args.quiet:
         what = "events" if args.all_events else "detections"
         err.print(f"timeline: {count:,} rows ({what}{', with detections' if args.all_events else ''})"

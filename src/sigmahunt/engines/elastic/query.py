@@ -339,52 +339,62 @@ def is_regex(test: Test) -> bool:
 
 # -- splitting (clause limits) -------------------------------------------------------------------
 
-def split_for_clauses(tree: Node, max_leaves: int, depth: int = 0) -> list[Node]:
+def split_for_clauses(tree: Node, max_leaves: int, max_pieces: int = 64) -> list[Node]:
     """Trees whose union of matches is ``tree``'s, each with at most ``max_leaves`` leaves if possible.
 
     Clusters cap the clauses of one query (OpenSearch 2 and Lucene 9 count every clause of
     the whole query, 1,024 by default). A rule such as SigmaHQ's "Vulnerable Driver Load"
     tests 4,000+ hashes. An OR that is not under a NOT distributes over the rest of the
     query, so its children are cut into chunks, one query each, and the hits are united.
+    At most ``max_pieces`` queries come out; a tree that cannot be cut (its size is under
+    a NOT) is returned whole, for the cluster to accept or refuse.
     """
-    if count_leaves(tree) <= max_leaves or depth > 8:
-        return [tree]
-    target = _largest_positive_or(tree)
-    if target is None:
-        return [tree]
-    rest = count_leaves(tree) - count_leaves(target)
-    budget = max(1, max_leaves - rest)
-    chunks: list[list[Node]] = [[]]
-    size = 0
-    for child in target.children:
-        n = count_leaves(child)
-        if chunks[-1] and size + n > budget:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(child)
-        size += n
-    if len(chunks) == 1:
-        return [tree]
     out: list[Node] = []
-    for chunk in chunks:
-        piece = _replace(tree, target, or_(chunk))
-        out.extend(split_for_clauses(piece, max_leaves, depth + 1))
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        sizes: dict[int, int] = {}
+        if _leaves(node, sizes) <= max_leaves:
+            out.append(node)
+            continue
+        target = _largest_positive_or(node, sizes)
+        if target is None:
+            out.append(node)
+            continue
+        budget = max(1, max_leaves - (_leaves(node, sizes) - _leaves(target, sizes)))
+        chunks: list[list[Node]] = [[]]
+        size = 0
+        for child in target.children:
+            n = _leaves(child, sizes)
+            if chunks[-1] and size + n > budget:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(child)
+            size += n
+        if len(chunks) == 1 or len(out) + len(pending) + len(chunks) > max_pieces:
+            out.append(node)
+            continue
+        pending.extend(_replace(node, target, or_(chunk)) for chunk in reversed(chunks))
     return out
 
 
-def _largest_positive_or(node: Node) -> Node | None:
+def _leaves(node: Node, sizes: dict[int, int]) -> int:
+    key = id(node)
+    if key not in sizes:
+        sizes[key] = 1 if node.op == "leaf" else sum(_leaves(c, sizes) for c in node.children)
+    return sizes[key]
+
+
+def _largest_positive_or(node: Node, sizes: dict[int, int] | None = None) -> Node | None:
+    sizes = {} if sizes is None else sizes
     best: Node | None = None
-
-    def visit(n: Node) -> None:
-        nonlocal best
-        if n.op == "or":
-            if best is None or count_leaves(n) > count_leaves(best):
-                best = n
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "or" and (best is None or _leaves(n, sizes) > _leaves(best, sizes)):
+            best = n
         if n.op in ("and", "or"):
-            for c in n.children:
-                visit(c)
-
-    visit(node)
+            stack.extend(n.children)
     return best
 
 
