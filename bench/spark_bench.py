@@ -2,30 +2,36 @@
 
     python bench/spark_bench.py [--corpus DIR_OR_FILES...] [--rules PATH ...] [--limit EVENTS]
                                 [--master local[2]] [--spark-conf KEY=VALUE ...] [--store DIR]
+                                [--rounds N] [--readers parts[,dataframe]] [--json FILE]
 
 Defaults: the OTRF Security-Datasets archives in ../shared/datasets/security-datasets
 (649k events) and every SigmaHQ rule in ../shared/sigma. The corpus is ingested once into
-a sigmahunt store (timed apart: both engines read the very same Parquet parts), then:
+a sigmahunt store (timed apart: both engines hunt the very same Parquet parts), then:
 
-* embedded: ``run_hunt(store=...)``, one process;
-* spark: ``run_spark_hunt(store=...)`` on ``--master``, per ``--readers`` (``parts``: the
-  executors read the store's Parquet parts; ``dataframe``: Spark reads them with a merged
-  schema). The session start is timed apart; each reader runs ``--runs`` times on the
-  same session (the very first run also starts the Python workers and builds the plan in
-  each; later runs reuse them, as a long-running cluster would).
+* embedded: ``run_hunt(store=...)`` (one process);
+* spark: ``run_spark_hunt(store=...)`` on ``--master`` with each of ``--readers``
+  (``parts``: the executors read the store's Parquet parts; ``dataframe``: Spark reads
+  them with a merged schema). The session start and the first hunt (which also starts
+  the Python workers and builds the plan in each) are reported apart; then ``--rounds``
+  rounds alternate embedded and Spark hunts on the same session, so both see the same
+  machine load (a long-running cluster keeps its workers warm the same way).
 
-Prints events, rules, wall seconds and events/s for each, and checks that the detections
-are identical (full records, event dicts included). Exit code 1 if they are not.
+Prints events, rules, wall seconds and events/s (best and median of the rounds) and the
+load average, and checks that every hunt's detections are identical to the embedded
+engine's (full records, event dicts included): exit code 1 if not.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -45,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--store", help="keep the ingested store here (reused when it exists)")
-    parser.add_argument("--runs", type=int, default=2, help="Spark hunts per reader on one session (default 2)")
-    parser.add_argument("--readers", default="parts,dataframe",
-                        help="how Spark reads the store: parts (executors read the Parquet parts), dataframe "
-                             "(Spark reads them, merged schema); comma-separated (default both)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating embedded/Spark rounds (default 3)")
+    parser.add_argument("--readers", default="parts",
+                        help="how Spark reads the store, comma-separated: parts (default; executors read the "
+                             "Parquet parts), dataframe (Spark reads them, merged schema)")
     parser.add_argument("--json", help="also write the numbers as JSON to this file")
     args = parser.parse_args(argv)
 
@@ -58,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     from sigmahunt.rules.prepare import prepare_rules
     from sigmahunt.store import EventStore, file_digest
 
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
     rules = args.rules or [str(p) for p in DEFAULT_RULES]
     started = time.perf_counter()
     prepared = prepare_rules(rules)
-    prepare_s = time.perf_counter() - started
     print(f"rules: {len(prepared.runnable):,} runnable ({len(prepared.compiled):,} loaded, "
-          f"{len(prepared.failures):,} failed) in {prepare_s:.1f} s", flush=True)
+          f"{len(prepared.failures):,} failed) in {time.perf_counter() - started:.1f} s", flush=True)
 
     scratch = None if args.store else Path(tempfile.mkdtemp(prefix="sigmahunt-bench-"))
     store_dir = Path(args.store) if args.store else scratch
@@ -71,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         store = EventStore(store_dir)
-        summary = HuntSummary()
         for path in expand_log_paths(args.corpus):
             if args.limit and store.events() >= args.limit:
                 break
@@ -79,71 +84,95 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             digest = file_digest(path)
             if not store.is_current(str(path), digest):
-                for _ in _ingest_file(path, digest, store, summary, None):
+                for _ in _ingest_file(path, digest, store, HuntSummary(), None):
                     pass
         ingest_s = time.perf_counter() - started
-        files = len(store.sources)
-        events = store.events()
+        files, events = len(store.sources), store.events()
         parts = sum(len(s.parts) for s in store.sources.values())
         print(f"corpus: {events:,} events from {files} files ({parts} Parquet parts), "
-              f"ingested in {ingest_s:.1f} s", flush=True)
+              f"ingested in {ingest_s:.1f} s (not included below)", flush=True)
 
-        started = time.perf_counter()
-        embedded = run_hunt(store=store_dir, prepared=prepared)
-        embedded_s = time.perf_counter() - started
-        print(f"embedded: {embedded_s:.1f} s, {events / embedded_s:,.0f} events/s, "
-              f"{embedded.summary.detections:,} detections", flush=True)
+        load_before = os.getloadavg()
+        timings: dict[str, list[float]] = {"embedded": [], **{f"spark {r}": [] for r in readers}}
+        reference = None
+        identical = True
 
+        def check(label: str, seconds: float, result: Any) -> None:
+            nonlocal reference, identical
+            key = (canonical(result.records), strip(result.summary.to_dict()))
+            if reference is None:
+                reference = key
+            same = key == reference
+            identical &= same
+            print(f"{label}: {seconds:.1f} s, {events / seconds:,.0f} events/s, {result.summary.detections:,} "
+                  f"detections{'' if same else ' DIFFERENT FROM EMBEDDED'}", flush=True)
+
+        def embedded_run() -> None:
+            started = time.perf_counter()
+            result = run_hunt(store=store_dir, prepared=prepared)
+            seconds = time.perf_counter() - started
+            timings["embedded"].append(seconds)
+            check("embedded", seconds, result)
+
+        embedded_run()  # the reference detections
         conf = engine.parse_conf(args.spark_conf)
         started = time.perf_counter()
         spark = engine.spark_session(args.master, conf)
         session_s = time.perf_counter() - started
         cores = spark.sparkContext.defaultParallelism
         print(f"spark session ({args.master}, {cores} cores): {session_s:.1f} s", flush=True)
-        rows = []  # (label, seconds, result)
+        cold: dict[str, float] = {}
         try:
-            for reader in args.readers.split(","):
-                for run in range(max(1, args.runs)):
+            for round_number in range(max(1, args.rounds) + 1):
+                if round_number > 1:
+                    embedded_run()
+                for reader in readers:
                     started = time.perf_counter()
                     result = engine.run_spark_hunt(store=store_dir, spark=spark, prepared=prepared, reader=reader)
                     seconds = time.perf_counter() - started
-                    label = f"spark {args.master} {reader} run {run + 1}" + (" (cold workers)" if not rows else "")
-                    rows.append((label, seconds, result))
-                    print(f"{label}: {seconds:.1f} s, {events / seconds:,.0f} events/s, "
-                          f"{result.summary.detections:,} detections", flush=True)
+                    if round_number == 0:
+                        cold[reader] = seconds
+                        check(f"spark {reader} (first run: starts workers, builds plans)", seconds, result)
+                    else:
+                        timings[f"spark {reader}"].append(seconds)
+                        check(f"spark {reader}", seconds, result)
         finally:
             spark.stop()
+        load_after = os.getloadavg()
 
-        expected = canonical(embedded.records)
-        checks = [canonical(r.records) == expected and strip(r.summary.to_dict()) == strip(embedded.summary.to_dict())
-                  for _, _, r in rows]
         print()
-        print("| engine | events | rules | wall s | events/s | detections | identical |")
-        print("|---|---:|---:|---:|---:|---:|---|")
-        print(f"| embedded (1 process) | {events:,} | {len(prepared.runnable):,} | {embedded_s:.1f} | "
-              f"{events / embedded_s:,.0f} | {embedded.summary.detections:,} | reference |")
-        for (label, seconds, result), same in zip(rows, checks):
-            print(f"| {label} | {events:,} | {len(prepared.runnable):,} | {seconds:.1f} | {events / seconds:,.0f} | "
-                  f"{result.summary.detections:,} | {'yes' if same else 'NO'} |")
-        print(f"\nspark session start {session_s:.1f} s (not included above); detections identical: {all(checks)}")
+        print(f"{events:,} events, {len(prepared.runnable):,} rules, master {args.master}; load average "
+              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (on {os.cpu_count()} CPUs)")
+        print()
+        print("| engine | wall s (best) | wall s (median) | events/s (best) | runs |")
+        print("|---|---:|---:|---:|---:|")
+        for label, values in timings.items():
+            if values:
+                best = min(values)
+                print(f"| {label} | {best:.1f} | {statistics.median(values):.1f} | {events / best:,.0f} | "
+                      f"{len(values)} |")
+        for reader, seconds in cold.items():
+            print(f"| spark {reader}, first run (cold workers) | {seconds:.1f} | | {events / seconds:,.0f} | 1 |")
+        print(f"\nspark session start {session_s:.1f} s (not included); detections identical in every run: "
+              f"{identical}")
         if args.json:
             Path(args.json).write_bytes(orjson.dumps({
                 "events": events, "files": files, "parts": parts, "rules": len(prepared.runnable),
-                "ingest_s": ingest_s, "embedded_s": embedded_s, "spark_session_s": session_s, "master": args.master,
-                "spark_runs": [{"label": label, "seconds": seconds} for label, seconds, _ in rows],
-                "detections": embedded.summary.detections, "identical": all(checks),
+                "master": args.master, "ingest_s": ingest_s, "spark_session_s": session_s,
+                "timings_s": timings, "cold_s": cold, "load_average": [load_before, load_after],
+                "detections": result.summary.detections, "identical": identical,
             }, option=orjson.OPT_INDENT_2))
-        return 0 if all(checks) else 1
+        return 0 if identical else 1
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def canonical(records: list[dict]) -> list[bytes]:  # type: ignore[type-arg]
+def canonical(records: list[dict[str, Any]]) -> list[bytes]:
     return sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in records)
 
 
-def strip(summary: dict) -> dict:  # type: ignore[type-arg]
+def strip(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "seconds"}
 
 

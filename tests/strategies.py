@@ -648,6 +648,11 @@ def event(draw: Any, seeds: Seeds, options: EventOptions = DEFAULT_EVENTS) -> di
             extra = draw(text(2))
             value = {"eq": source, "startswith": source + extra, "endswith": extra + source}[mode]
             out[_event_key(fld)] = draw(mutated(value)) if draw(st.booleans()) else value
+    return _restrict(out, options)
+
+
+def _restrict(out: dict[str, str | None], options: EventOptions) -> dict[str, str | None]:
+    """Take the known-divergent shapes out of an event's values unless ``options`` allow them."""
     for key, value in out.items():
         if value is None:
             continue
@@ -687,6 +692,34 @@ def single_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS,
     seeds.add_rule(rule, generated.hints)
     evs = draw(events(seeds, options=options))
     return Case(generated.yaml_text, None, evs, generated.shapes | rule_features(rule, generated.yaml_text))
+
+
+@st.composite
+def regex_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS) -> Case:
+    """One ``re`` detection item (flags i/m/s, ``contains``, ``all``), events mostly near its witnesses.
+
+    The main rule generator covers regexes among everything else; this one concentrates on
+    the boundary between the reference's Python ``re`` and the engine's Rust ``regex``.
+    """
+    item = draw(regex_item("CommandLine"))
+    negated = draw(st.integers(0, 3)) == 0
+    document = {
+        "title": "regex",
+        "id": "00000000-0000-0000-0000-000000000002",
+        "logsource": {"product": "windows"},
+        "detection": {"sel": {item.key: item.value}, "condition": "not sel" if negated else "sel"},
+    }
+    yaml_text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    try:
+        rule = parse(yaml_text)
+    except SigmaError as error:
+        return Case(yaml_text, f"{type(error).__name__}: {error}", [], set())
+    value = st.one_of(st.sampled_from(item.hints).flatmap(mutated), st.sampled_from(item.hints).flatmap(mutated),
+                      text(), st.none())
+    values = draw(st.lists(value, min_size=1, max_size=6))
+    evs = [_restrict({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1", "CommandLine": v}, options)
+           for v in values]
+    return Case(yaml_text, None, evs, rule_features(rule, yaml_text))
 
 
 @dataclass

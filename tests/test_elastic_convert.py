@@ -22,7 +22,6 @@ from sigmahunt.engines.elastic.query import (
     ConversionRefused,
     In,
     Node,
-    Test as FieldTest,
     and_,
     convert,
     count_leaves,
@@ -37,6 +36,9 @@ from sigmahunt.engines.elastic.query import (
     to_esql,
     to_lucene,
     wildcard_text,
+)
+from sigmahunt.engines.elastic.query import (
+    Test as FieldTest,
 )
 from sigmahunt.engines.elastic.regex import RegexNotTranslatable, translate
 from sigmahunt.engines.embedded.ir import Kind, Predicate
@@ -388,7 +390,8 @@ def test_split_for_clauses_and_relax_preserve_meaning() -> None:
 def test_relax_gives_a_superset() -> None:
     rng = random.Random(11)
     names = [f"f{i}" for i in range(5)]
-    leaves = [leaf(FieldTest(name, Predicate(name, Kind.REGEX if i % 2 else Kind.EQ, "x"))) for i, name in enumerate(names)]
+    leaves = [leaf(FieldTest(name, Predicate(name, Kind.REGEX if i % 2 else Kind.EQ, "x")))
+              for i, name in enumerate(names)]
     for _ in range(300):
         tree = _random_tree(rng, 4, leaves)
         relaxed = relax(tree, lambda t: t.predicate.kind is Kind.REGEX)

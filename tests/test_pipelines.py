@@ -28,7 +28,7 @@ def test_raw_is_identity() -> None:
     raw = get_pipeline("raw")
     assert raw.target("Image") == "Image"
     assert raw.channel_field == "Channel" and raw.event_id_field == "EventID"
-    assert raw.cases("CommandLine") == [raw.cases("CommandLine")[0]] and raw.cases("CommandLine")[0].target == "CommandLine"
+    assert [c.target for c in raw.cases("CommandLine")] == ["CommandLine"]
 
 
 @pytest.mark.parametrize(("field", "target"), [

@@ -43,7 +43,7 @@ from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
 from sigmahunt.engines.reference import rule_matches
 from sigmahunt.rules.loader import LoadedRule
 from tests.conftest import frame_of
-from tests.strategies import Case, MultiCase, event_features, multi_cases, parse, single_cases
+from tests.strategies import Case, MultiCase, event_features, multi_cases, parse, regex_cases, single_cases
 
 # -- settings -----------------------------------------------------------------------------------
 
@@ -63,6 +63,7 @@ if not RANDOMIZED:
 
 SINGLE = settings(max_examples=EXAMPLES, **_COMMON)
 MULTI = settings(max_examples=max(EXAMPLES // 5, 20), **_COMMON)
+REGEX = settings(max_examples=max(EXAMPLES // 2, 20), **_COMMON)
 
 # -- accounting -------------------------------------------------------------------------------
 
@@ -204,6 +205,19 @@ def test_engine_agrees_with_reference(case: Case) -> None:
         assert engine == reference, f"scanner mode {mode}:\n" + describe(case.yaml_text, case.events, engine, reference)
 
 
+@REGEX
+@given(case=regex_cases())
+def test_regex_agrees_with_reference(case: Case) -> None:
+    if case.error is not None:
+        STATS["regex: rejected by pySigma"] += 1
+        assume(False)
+    reference = reference_or_skip(case.yaml_text, case.events, "regex")
+    _count_shapes(case.shapes | event_features(case.events), "regex")
+    for mode in SCANNER_MODES:
+        engine = engine_hits([case.yaml_text], [case.events], mode)[0].get(0, [])
+        assert engine == reference, f"scanner mode {mode}:\n" + describe(case.yaml_text, case.events, engine, reference)
+
+
 @MULTI
 @given(case=multi_cases())
 def test_rule_set_agrees_with_reference_across_batches(case: MultiCase) -> None:
@@ -263,7 +277,10 @@ def test_known_divergent_shapes(data: st.DataObject) -> None:
     names = {name for name in KNOWN.split(",") if name}
     events_on = {n: True for n in names if n in EventOptions.__dataclass_fields__}
     rules_on = {n: True for n in names if n in RuleOptions.__dataclass_fields__}
-    case = data.draw(single_cases(EventOptions(**events_on), RuleOptions(**rules_on)))
+    if data.draw(st.booleans(), label="regex only"):
+        case = data.draw(regex_cases(EventOptions(**events_on)))
+    else:
+        case = data.draw(single_cases(EventOptions(**events_on), RuleOptions(**rules_on)))
     assume(case.error is None)
     try:
         compiled(case.yaml_text)

@@ -213,8 +213,8 @@ def test_external_sort_matches_an_in_memory_sort(tmp_path: Path) -> None:
             "_timestamp": stamps, "Channel": ["Security"] * n, "EventID": ["4624"] * n,
             **({"Computer": [f"H{b % 4}"] * n} if b % 2 else {"Other": ["x"] * n}),  # differing columns
         }))
-    expected = sorted(((row["_timestamp"], row["_source"], int(row["_position"].split()[1]))
-                       for frame in batches for row in frame.iter_rows(named=True)))
+    expected = sorted((row["_timestamp"], row["_source"], int(row["_position"].split()[1]))
+                       for frame in batches for row in frame.iter_rows(named=True))
     rows = list(timeline_rows(to_dataframe([]), events=iter(batches), run_rows=200, spool_dir=tmp_path))
     got = [(r["datetime"].replace("+00:00", "Z"), r["source"], int(r["position"].split()[1])) for r in rows]
     assert got == expected

@@ -24,8 +24,10 @@ from sigmahunt import __version__
 from sigmahunt.hunting import HuntResult, NothingToHunt
 from sigmahunt.hunting import Progress as HuntProgress
 from sigmahunt.hunting import ingest_into_store, run_hunt
-from sigmahunt.results import LEVELS, render, write_atomically
+from sigmahunt.results import LEVELS, level_counts, render, write_atomically
 from sigmahunt.rules.prepare import RuleSelection, load_placeholders, prepare_rules
+from sigmahunt.timefilter import add_filter_options
+from sigmahunt.timefilter import from_args as time_filter_from_args
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "jsonl", "csv", "json", "parquet")
@@ -62,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Sigma filter file or folder, applied to the rules it targets (repeatable)")
     hunt.add_argument("--quiet", "-q", action="store_true", help="no progress bars, no summary on stderr")
     hunt.add_argument("--limit", type=int, default=200, help="rows shown by the table format (default 200)")
+    hunt.add_argument("--report", metavar="FILE", help="also write a self-contained HTML report (works offline)")
+    hunt.add_argument("--navigator", metavar="FILE",
+                      help="also write an ATT&CK Navigator layer (JSON, layer format 4.5) of the detected techniques")
+    hunt.add_argument("--explain", nargs="?", type=int, const=10, default=None, metavar="N",
+                      help="print on stderr why the N most severe detections matched (N default 10; 0: all)")
+    hunt.add_argument("--json", action="store_true",
+                      help="print the run summary as JSON on stderr instead of the text summary")
+    add_filter_options(hunt)
     hunt.add_argument("--engine", default="embedded", choices=sorted(ENGINE_MODULES),
                       help="where rules run: embedded (default, no server), elasticsearch, opensearch, spark")
     for module in _engine_modules():
@@ -112,7 +122,7 @@ def _engine_modules() -> list[Any]:
 
 
 #: Modules that contribute subcommands (each defines ``add_parser(subparsers)``).
-COMMAND_MODULES: tuple[str, ...] = ("sigmahunt.ruletest",)
+COMMAND_MODULES: tuple[str, ...] = ("sigmahunt.ruletest", "sigmahunt.report.timeline", "sigmahunt.report.explain")
 
 
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +216,10 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
     if args.format == "parquet" and not args.output:
         raise UsageError("--format parquet needs --output FILE")
     placeholders = load_placeholders(args.placeholders)
+    try:
+        time_filter = time_filter_from_args(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     show_progress = not args.quiet and err.is_terminal
     engine_module = ENGINE_MODULES.get(args.engine)
     with _progress_bars(err, show_progress) as bars:
@@ -214,6 +228,11 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
             prepared = prepare_rules(args.rules, placeholders, cache_dir=False if args.no_cache else None,
                                      selection=_selection(args), filters=args.filters)
             result = module.run_engine(args, prepared, bars.callbacks())
+            if time_filter is not None:  # these engines return detections: filter those
+                records = time_filter.records(result.records)
+                result.summary.detections = len(records)
+                result.summary.detections_by_level = level_counts(records)
+                result = HuntResult(records, result.summary, result.rules)
         else:
             result = run_hunt(
                 args.logs,
@@ -225,11 +244,33 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
                 cache_dir=False if args.no_cache else None,
                 progress=bars.callbacks(),
                 filters=args.filters,
+                event_filter=time_filter,
             )
     _write_detections(result, args)
+    outputs = {"detections": args.output or "-"}
+    if args.report:
+        from sigmahunt.report import write_report
+
+        write_report(result, args.report)
+        outputs["report"] = args.report
+    if args.navigator:
+        from sigmahunt.report import write_navigator
+
+        write_navigator(result, args.navigator)
+        outputs["navigator"] = args.navigator
     if args.summary:
         write_atomically(args.summary, orjson.dumps(result.summary.to_dict(), option=orjson.OPT_INDENT_2))
-    if not args.quiet:
+        outputs["summary"] = args.summary
+    if args.explain is not None:
+        from sigmahunt.report import explain_result, print_explanations
+
+        print_explanations(explain_result(result, limit=args.explain or None, placeholders=placeholders),
+                           console=err)
+    if args.json:
+        from sigmahunt.report import print_summary_json
+
+        print_summary_json(result, outputs=outputs)
+    elif not args.quiet:
         _print_summary(result, err)
     return EXIT_OK
 

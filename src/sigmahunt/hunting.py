@@ -127,10 +127,14 @@ def run_hunt(
     progress: Progress | None = None,
     prepared: PreparedRules | None = None,
     filters: Sequence[str | Path] = (),
+    event_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> HuntResult:
     """Run every rule over every event; see :func:`sigmahunt.hunt` for the DataFrame API.
 
     ``filters``: Sigma filter files or folders applied to the rules they target.
+    ``event_filter``: applied to each batch of events before matching, e.g. a
+    :class:`sigmahunt.timefilter.TimeFilter` (``--since``/``--until``/``--computer``; it must
+    pickle, for worker processes). Events count as read, and are stored, before it applies.
     """
     started = time.perf_counter()
     progress = progress or Progress()
@@ -150,12 +154,17 @@ def run_hunt(
         files = _existing_files(logs, summary) if logs and event_store.temporary else []
         if files and should_parallelise(files):
             progress.total_bytes(sum(f.stat().st_size for f in files))
-            hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress))
+            hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress),
+                            event_filter=event_filter)
         else:
             evaluator = BatchEvaluator(prepared.plan())
             for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
                 summary.events_read += frame.height
                 progress.on_events(frame.height)
+                if event_filter is not None:
+                    frame = event_filter(frame)
+                    if frame.height == 0:
+                        continue
                 summary.detections += collector.collect(frame, evaluator.evaluate(frame))
     if summary.events_read == 0 and summary.events_unreadable == 0 and not logs and store is None:
         raise NothingToHunt("no logs given")

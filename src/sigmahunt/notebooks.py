@@ -64,7 +64,8 @@ def rule_notebook(rule: Any, options: NotebookOptions) -> Any:
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     meta = rule.meta
-    cells = [new_markdown_cell(_header(meta)), new_markdown_cell("## Rule\n\n" + fenced(_rule_source(meta.path), "yaml"))]
+    cells = [new_markdown_cell(_header(meta)),
+             new_markdown_cell("## Rule\n\n" + fenced(_rule_source(meta.path), "yaml"))]
     cells.append(new_markdown_cell(_query_markdown(rule, options)))
     cells.append(new_code_cell(_parameters(meta, options), metadata={"tags": ["parameters"]}))
     cells.append(new_code_cell(_hunt_code(options)))

@@ -73,6 +73,7 @@ def hunt_in_workers(
     runnable: Sequence[CompiledRule],
     format_in: str | None,
     on_result: Callable[[WorkerResult], None],
+    event_filter: Callable[[Any], Any] | None = None,
 ) -> None:
     """Run the files' hunt in worker processes; ``on_result`` gets each task's result."""
     workers = worker_count()
@@ -81,7 +82,7 @@ def hunt_in_workers(
     context = multiprocessing.get_context("spawn")  # never fork a process with Rust thread pools
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(rules_json,)) as pool:
-        pending: set[Future[bytes]] = {pool.submit(_hunt_task, [str(p) for p in task], format_in)
+        pending: set[Future[bytes]] = {pool.submit(_hunt_task, [str(p) for p in task], format_in, event_filter)
                                        for task in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -98,7 +99,7 @@ def _init_worker(rules_json: bytes) -> None:
     _worker_state["evaluator"] = BatchEvaluator(RuleSetPlan.build(rules))
 
 
-def _hunt_task(paths: list[str], format_in: str | None) -> bytes:
+def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:
     from sigmahunt.hunting import DetectionCollector, coalesce
     from sigmahunt.ingest import EventBatch, read_logs
 
@@ -117,6 +118,10 @@ def _hunt_task(paths: list[str], format_in: str | None) -> bytes:
 
     for frame in coalesce(frames()):
         result.events_read += frame.height
+        if event_filter is not None:
+            frame = event_filter(frame)
+            if frame.height == 0:
+                continue
         collector.collect(frame, evaluator.evaluate(frame))
     result.records = collector.records
     return orjson.dumps(result.__dict__)

@@ -190,6 +190,19 @@ class Pipeline:
             return [Case(out[0].target)]
         return out
 
+    @cached_property
+    def shared_targets(self) -> frozenset[str]:
+        """Index names several EVTX fields are given (``process_path`` for ``Image``, ``SourceImage``...).
+
+        Such a name is lossy: an index built by another shipper cannot tell which field a
+        value came from. ``sigmahunt ingest`` records it (``sigmahunt.from``), so hunts on
+        the indices it loaded stay exact (see :func:`provenance_field`).
+        """
+        sources: dict[str, set[str]] = {}
+        for rule in self.rules:
+            sources.setdefault(rule.target, set()).add(rule.source)
+        return frozenset(target for target, names in sources.items() if len(names) > 1)
+
     @property
     def channel_field(self) -> str:
         return self.target(CHANNEL)
@@ -261,6 +274,12 @@ class Pipeline:
 
 
 COLLISION_PREFIX = "sigmahunt_collision."
+PROVENANCE_PREFIX = "sigmahunt.from."
+
+
+def provenance_field(target: str) -> str:
+    """The indexed field holding which EVTX field a shared index name came from."""
+    return PROVENANCE_PREFIX + target.replace(".", DOT_SUBSTITUTE)
 DOT_SUBSTITUTE = "\u2024"  # ONE DOT LEADER
 
 

@@ -25,7 +25,7 @@ class Unavailable(Exception):
 
 
 @dataclass
-class TestCluster:
+class ClusterUnderTest:
     url: str
     flavor: str | None  # None: detected by the engine
     external: bool
@@ -47,15 +47,14 @@ def _check_tools(node: OpenSearchNode | ElasticsearchNode) -> None:
 
 
 @contextmanager
-def embedded_cluster(flavor: str = "opensearch") -> Iterator[TestCluster]:
+def embedded_cluster(flavor: str = "opensearch") -> Iterator[ClusterUnderTest]:
     """Build (if needed) and start one embedded node; stop it at the end."""
-    node = OpenSearchNode() if flavor == "opensearch" else ElasticsearchNode(
-        settings={"action.destructive_requires_name": False})
+    node = OpenSearchNode() if flavor == "opensearch" else ElasticsearchNode()
     _check_tools(node)
     node.build()
     node.start(timeout=180)
     try:
-        yield TestCluster(node.url or "", flavor, False, _prefix())
+        yield ClusterUnderTest(node.url or "", flavor, False, _prefix())
     finally:
         node.stop()
 
@@ -65,11 +64,11 @@ def _prefix() -> str:
 
 
 @contextmanager
-def test_cluster() -> Iterator[TestCluster]:
+def cluster_under_test() -> Iterator[ClusterUnderTest]:
     """``$SIGMAHUNT_ES_URL`` if set, else the embedded OpenSearch node."""
     url = external_url()
     if url:
-        yield TestCluster(url, None, True, _prefix())
+        yield ClusterUnderTest(url, None, True, _prefix())
         return
     with embedded_cluster("opensearch") as cluster:
         yield cluster

@@ -190,25 +190,38 @@ def hunt_parts_partition(
 ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body over bin numbers: the work units ``(path, offset, length)`` of a bin.
 
-    ``bins_json`` lists the units (store parts cut into row ranges) of every bin; the
-    partition receives its bin numbers (``spark.range``) and reads each unit itself, with
-    Polars, exactly as the embedded engine reads a stored part (same columns, same order),
-    then evaluates it as one batch.
+    ``bins_json`` holds ``{"rows": batch rows, "bins": [[unit, ...], ...]}``; the partition
+    receives its bin numbers (``spark.range``) and reads each unit itself, with Polars, as
+    the embedded engine reads a stored part. Small units are packed into batches of about
+    ``rows`` rows, as ``run_hunt`` packs small parts (per-batch costs are paid per batch).
     """
     evaluator = evaluator_for(key, payload)
-    bins = orjson.loads(bins_json)
+    work = orjson.loads(bins_json)
     schema = hits_schema()
     events = 0
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+
+    def flush() -> Iterator[pa.RecordBatch]:
+        frame = pending[0] if len(pending) == 1 else pl.concat(pending, how="diagonal").rechunk()
+        pending.clear()
+        hits = evaluate_frame(evaluator, frame)
+        if hits:
+            yield hits_batch(frame, hits, schema)
+
     for batch in batches:
         for number in batch.column(0).to_pylist():
-            for path, offset, length in bins[number]:
+            for path, offset, length in work["bins"][number]:
                 frame = read_unit(path, offset, length)
                 events += frame.height
-                if frame.height == 0:
-                    continue
-                hits = evaluator.evaluate(frame)
-                if hits:
-                    yield hits_batch(frame, hits, schema)
+                if frame.height:
+                    pending.append(frame)
+                    pending_rows += frame.height
+                if pending_rows >= work["rows"]:
+                    yield from flush()
+                    pending_rows = 0
+    if pending:
+        yield from flush()
     yield _count_batch(events, schema)
 
 
@@ -238,8 +251,9 @@ def evaluate_frame(evaluator: BatchEvaluator, frame: pl.DataFrame) -> dict[int, 
 
     The evaluator resolves field names case-insensitively with the first column of a
     batch winning. When a batch mixes events whose field is ``Image`` with events whose
-    field is ``image`` (different sources in one partition), its rows are evaluated in
-    groups that each hold one spelling, as each source's own batch would be.
+    field is ``image`` (different sources in one partition or packed batch), its rows are
+    evaluated in groups that each hold one spelling, as each source's own batch would be:
+    the detections do not depend on how Spark happened to cut the table.
     """
     groups: dict[str, list[str]] = defaultdict(list)
     for name in frame.columns:
@@ -426,7 +440,8 @@ def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[Compil
         rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
     bins = pack_units(work_units(parts, rows_per_unit), parallelism * 3)
     key, broadcast = shipped or broadcast_rules(spark, rules)
-    body = functools.partial(hunt_parts_partition, key, broadcast, orjson.dumps(bins))
+    work = orjson.dumps({"rows": rows_per_unit, "bins": bins})
+    body = functools.partial(hunt_parts_partition, key, broadcast, work)
     with _quiet_pyspark():
         return spark.range(0, len(bins), 1, len(bins)).mapInArrow(body, HITS_DDL)
 

@@ -196,7 +196,8 @@ class Cluster:
             return True  # not allowed to ask: assume a standard distribution
         found = []
         for node in nodes.get("nodes", {}).values():
-            modules = {m.get("name") for m in node.get("modules", [])} | {p.get("name") for p in node.get("plugins", [])}
+            modules = {m.get("name") for m in node.get("modules", [])}
+            modules |= {p.get("name") for p in node.get("plugins", [])}
             found.append("lang-painless" in modules)
         return bool(found) and all(found)
 

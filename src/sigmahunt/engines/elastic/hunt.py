@@ -118,6 +118,11 @@ def run_elastic_hunt(
         failed_rules=[f.to_dict() for f in prepared.failures],
     )
     progress.on_rules(len(runnable))
+    try:
+        cluster.info()
+    except ClusterError as error:
+        raise ClusterError(f"cannot reach the {cluster.flavor} cluster at {cluster.settings.url}: {error}",
+                           error.status, error.error_type) from error
     caps = Capabilities(scripts=cluster.has_painless())
     runs = [_RuleRun(rule) for rule in runnable]
     resolvers = _Resolvers(cluster)
@@ -126,7 +131,8 @@ def run_elastic_hunt(
         try:
             first = lower_rule(run.rule, pipeline, index=options.index)
             resolve = resolvers.for_indices(first.index_expression)
-            run.lowered = lower_rule(run.rule, pipeline, index=options.index, resolve=resolve)
+            own = layout.normalized and resolvers.own_layout(first.index_expression)
+            run.lowered = lower_rule(run.rule, pipeline, index=options.index, resolve=resolve, provenance=own)
             tree = run.lowered.tree
             if _has_test(tree, lambda t: untranslatable(t, caps)):
                 if not layout.normalized:

@@ -130,17 +130,14 @@ def ingest_logs(
                               "index": info.get("_index", "") if isinstance(info, dict) else "",
                               "status": info.get("status") if isinstance(info, dict) else None,
                               "reason": reason[:1000]})
-    if refresh:
-        for name in report.indices:
-            try:
-                cluster.refresh(name)
-            except Exception:  # noqa: BLE001 - an index nothing was written to does not exist
-                pass
+    written = [name for name in report.indices if name in builder.indices]
+    if refresh and written:
+        cluster.refresh(",".join(written))
     report.values_not_searchable = builder.too_long
     if builder.too_long:
         report.warnings.append(f"{builder.too_long} values are longer than 8191 characters: stored, "
                                "and in detection records, but not searchable")
-    report.warnings.extend(_foreign_mappings(cluster, report.indices))
+    report.warnings.extend(_foreign_mappings(cluster, written))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from sigmahunt.engines.elastic.regex import RegexNotTranslatable, translate
 from sigmahunt.engines.embedded.ir import AND, CONST, NOT, OR, PRED, CompiledRule, Expr, Kind, Predicate
-from sigmahunt.pipelines import Case, Pipeline
+from sigmahunt.pipelines import Case, Pipeline, provenance_field
 
 
 class ConversionRefused(Exception):
@@ -180,11 +180,17 @@ def lower_rule(
     *,
     index: str | None = None,
     resolve: Resolver | None = None,
+    provenance: bool = False,
 ) -> LoweredRule:
-    """Map a compiled rule onto an index named by ``pipeline`` (``index`` overrides its patterns)."""
+    """Map a compiled rule onto an index named by ``pipeline`` (``index`` overrides its patterns).
+
+    ``provenance``: the index was loaded by ``sigmahunt ingest``, which records where a shared
+    index name came from (``sigmahunt.from``): tests of such names then also check the source,
+    so a lossy pipeline (HELK's ``process_path`` for six EVTX fields) stays exact.
+    """
     if rule.inapplicable:
         raise ConversionRefused(f"not about Windows event logs: {rule.inapplicable}")
-    lowering = _Lowering(rule, pipeline, resolve)
+    lowering = _Lowering(rule, pipeline, resolve, provenance)
     parts: list[tuple[Node, str | None, list[str]]] = []  # (tree, implied route, patterns)
     for variant in rule.variants:
         sel = variant.selector
@@ -230,10 +236,12 @@ def _default_index(pipeline: Pipeline) -> str:
 
 
 class _Lowering:
-    def __init__(self, rule: CompiledRule, pipeline: Pipeline, resolve: Resolver | None) -> None:
+    def __init__(self, rule: CompiledRule, pipeline: Pipeline, resolve: Resolver | None,
+                 provenance: bool = False) -> None:
         self.rule = rule
         self.pipeline = pipeline
         self.resolve = resolve
+        self.provenance = provenance
 
     def names(self, name: str) -> list[str]:
         if self.resolve is None:
@@ -269,15 +277,25 @@ class _Lowering:
             if len(cases) > 1 or len(ref_cases) > 1:
                 raise ConversionRefused("fieldref between fields whose index name depends on the EventID")
         if len(cases) == 1:
-            return self._on_names(p, cases[0].target, ref_cases[0].target if ref_cases else None)
+            return self._sourced(p, cases[0].target, ref_cases[0].target if ref_cases else None)
         branches: list[Node] = []
         earlier: list[Node] = []
         for case in cases:
             cond = self._case_condition(case)
             guard = and_([*(not_(e) for e in earlier), cond])
-            branches.append(and_([guard, self._on_names(p, case.target, None)]))
+            branches.append(and_([guard, self._sourced(p, case.target, None)]))
             earlier.append(cond)
         return or_(branches)
+
+    def _sourced(self, p: Predicate, target: str, ref_target: str | None) -> Node:
+        """The test on ``target``, restricted to values that came from ``p.field`` when shared."""
+        node = self._on_names(p, target, ref_target)
+        if not self.provenance or target not in self.pipeline.shared_targets or p.field is None:
+            return node
+        came_from = leaf(In(provenance_field(target), (p.field,), False))
+        if p.kind is Kind.NULL:  # the field is absent unless a value came from it
+            return not_(came_from)
+        return and_([came_from, node])
 
     def _on_names(self, p: Predicate, target: str, ref_target: str | None) -> Node:
         refs = self.names(ref_target) if ref_target else [None]

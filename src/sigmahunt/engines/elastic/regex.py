@@ -298,10 +298,10 @@ def _quantifier(low: int, high: int) -> str:
     if low == 0 and high == 1:
         return "?"
     if unbounded:
-        return "{%d,}" % low
+        return f"{{{low},}}"
     if low == high:
-        return "{%d}" % low
-    return "{%d,%d}" % (low, high)
+        return f"{{{low}}}"
+    return f"{{{low},{high}}}"
 
 
 def _atomic(body: str) -> bool:

@@ -31,7 +31,7 @@ import polars as pl
 
 from sigmahunt.engines.embedded.matcher import _parse_ip, _parse_number
 from sigmahunt.ingest.model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL
-from sigmahunt.pipelines import Pipeline
+from sigmahunt.pipelines import Pipeline, provenance_field
 
 NORMALIZER = "sigmahunt_lowercase"
 IGNORE_ABOVE = 8191
@@ -70,8 +70,16 @@ def index_mappings() -> dict[str, Any]:
         "numeric_detection": False,
         "_meta": {"sigmahunt_layout": LAYOUT_VERSION},
         "dynamic_templates": [
-            {"sigmahunt_numbers": {"path_match": f"{META}.num.*", "mapping": {"type": "double"}}},
-            {"sigmahunt_addresses": {"path_match": f"{META}.ip.*", "mapping": {"type": "ip"}}},
+            # match_mapping_type: only the values (an object on the way, num.powershell of
+            # num.powershell.engine.version, must stay an object)
+            {"sigmahunt_numbers": {"path_match": f"{META}.num.*", "match_mapping_type": "double",
+                                   "mapping": {"type": "double"}}},
+            {"sigmahunt_integers": {"path_match": f"{META}.num.*", "match_mapping_type": "long",
+                                    "mapping": {"type": "double"}}},
+            {"sigmahunt_addresses": {"path_match": f"{META}.ip.*", "match_mapping_type": "string",
+                                     "mapping": {"type": "ip"}}},
+            {"sigmahunt_provenance": {"path_match": f"{META}.from.*", "match_mapping_type": "string",
+                                      "mapping": {"type": "keyword"}}},
             {"sigmahunt_strings": {"match_mapping_type": "string", "path_unmatch": f"{META}.*",
                                    "mapping": _string_mapping(copy_to=True)}},
         ],
@@ -83,6 +91,7 @@ def index_mappings() -> dict[str, Any]:
                 "timestamp": {"type": "date", "ignore_malformed": True},
                 "pipeline": {"type": "keyword"},
                 "renames": {"type": "object", "enabled": False},
+                "from": {"type": "object", "dynamic": True},
                 "num": {"type": "object"},
                 "ip": {"type": "object"},
             }},
@@ -112,6 +121,7 @@ class DocumentBuilder:
         self.pipeline = pipeline
         self.index_name = index_name
         self.too_long = 0  # values longer than IGNORE_ABOVE (stored, not searchable)
+        self.indices: set[str] = set()  # the indices documents went to
         self._numbers: dict[str, float | None] = {}
         self._addresses: dict[str, str | None] = {}
 
@@ -143,6 +153,9 @@ class DocumentBuilder:
             meta["timestamp"] = timestamp
         if renames:
             meta["renames"] = renames
+            shared = {target: name for target, name in renames.items() if target in self.pipeline.shared_targets}
+            if shared:
+                meta["from"] = {provenance_field(t).removeprefix(META + ".from."): n for t, n in shared.items()}
         if numbers:
             meta["num"] = numbers
         if addresses:
@@ -150,6 +163,7 @@ class DocumentBuilder:
         document = dict(mapped)
         document[META] = meta
         index = self.pipeline.ingest_index(fields.get("Channel"), self.index_name)
+        self.indices.add(index)
         return index, document_id(source, position), document
 
     def _number(self, value: str) -> float | None:
