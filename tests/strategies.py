@@ -150,7 +150,7 @@ class Regex:
     witnesses: list[str]
 
 
-_REGEX_LITERALS = "aAbBiKs1- /:"
+_REGEX_LITERALS = "aAbBiIKs1- /:"
 
 
 @st.composite
@@ -714,12 +714,30 @@ def regex_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS) -> Case:
         rule = parse(yaml_text)
     except SigmaError as error:
         return Case(yaml_text, f"{type(error).__name__}: {error}", [], set())
-    value = st.one_of(st.sampled_from(item.hints).flatmap(mutated), st.sampled_from(item.hints).flatmap(mutated),
+    witness = st.sampled_from(item.hints)
+    value = st.one_of(witness.flatmap(mutated), witness.flatmap(_boundary), witness.flatmap(_boundary).flatmap(mutated),
                       text(), st.none())
     values = draw(st.lists(value, min_size=1, max_size=6))
     evs = [_restrict({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": "1", "CommandLine": v}, options)
            for v in values]
     return Case(yaml_text, None, evs, rule_features(rule, yaml_text))
+
+
+@st.composite
+def _boundary(draw: Any, seed: str) -> str:
+    """Where Python's ``re`` and Rust's ``regex`` are most likely to differ: newlines, case folding."""
+    how = draw(st.sampled_from(["newline_end", "newline_start", "newline_inside", "confusables", "upper"]))
+    if how == "newline_end":
+        return seed + "\n"
+    if how == "newline_start":
+        return "\n" + seed
+    if how == "newline_inside":
+        i = draw(st.integers(0, len(seed)))
+        return seed[:i] + "\n" + seed[i:]
+    if how == "upper":
+        return seed.upper()
+    return "".join(draw(st.sampled_from(CONFUSABLE[c.lower()]))
+                   if c.lower() in CONFUSABLE and (c.lower() == "i" or draw(st.booleans())) else c for c in seed)
 
 
 @dataclass

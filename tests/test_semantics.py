@@ -489,3 +489,12 @@ def test_empty_values_never_match_literals_but_match_empty_equality() -> None:
         condition: sel
     """)
     assert matching(r, [{"F": ""}, {"F": "ab"}, {"F": "xzy"}]) == [1, 2]
+
+
+def test_keywords_fold_case_beyond_ascii() -> None:
+    r = rule("""
+        keywords:
+            - 'ÉVIL'
+        condition: keywords
+    """)
+    assert matching(r, [{"A": "an évil value"}, {"A": "Évil"}, {"A": "evil"}]) == [0, 1]

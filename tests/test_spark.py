@@ -279,7 +279,8 @@ def test_results_written_as_parquet(spark, tmp_path: Path) -> None:  # type: ign
             return None if pd.isna(value) else int(value)
 
         return sorted((r.rule_id, r.source, r.position, number(r.event_id), number(r.record_id), r.level,
-                       r.rule_path, list(r.tags), list(r.techniques), r.event) for r in frame.itertuples())
+                       r.rule_path, r.tags, r.techniques, r.tactics, r.event, pd.Timestamp(r.timestamp).isoformat())
+                      for r in frame.itertuples())
 
     assert rows(written) == rows(expected)
 

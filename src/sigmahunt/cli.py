@@ -113,7 +113,11 @@ def _command_modules() -> list[Any]:
 
 #: Engines other than the embedded one: each module defines ``add_hunt_options(parser)`` (its own
 #: flags, added once per module) and ``run_engine(args, prepared, progress) -> HuntResult``.
-ENGINE_MODULES: dict[str, str | None] = {"embedded": None}
+ENGINE_MODULES: dict[str, str | None] = {
+    "embedded": None,
+    "elasticsearch": "sigmahunt.engines.elastic",
+    "opensearch": "sigmahunt.engines.elastic",
+}
 
 
 def _engine_modules() -> list[Any]:
@@ -122,7 +126,14 @@ def _engine_modules() -> list[Any]:
 
 
 #: Modules that contribute subcommands (each defines ``add_parser(subparsers)``).
-COMMAND_MODULES: tuple[str, ...] = ("sigmahunt.ruletest", "sigmahunt.report.timeline", "sigmahunt.report.explain")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sigmahunt.ruletest",
+    "sigmahunt.report.timeline",
+    "sigmahunt.report.explain",
+    "sigmahunt.engines.elastic.ingest",
+    "sigmahunt.convert",
+    "sigmahunt.notebooks",
+)
 
 
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:

@@ -110,6 +110,8 @@ MIN_UNIT_ROWS, MAX_UNIT_ROWS = 10_000, 50_000
 #: on a cluster, a folder every executor can read at the same path).
 STAGING_CONF = "spark.sigmahunt.stagingDir"
 
+TIMESTAMP_CONF = "spark.sql.parquet.outputTimestampType"
+
 #: Parsed plans per Python worker, keyed by the rule set JSON's hash (a few rule sets at most).
 _PLANS: dict[str, BatchEvaluator] = {}
 _MAX_PLANS = 4
@@ -487,7 +489,7 @@ def _collect(hits: DataFrame, rules: Sequence[CompiledRule], plan: Any) -> tuple
 def _write(
     hits: DataFrame, rules: Sequence[CompiledRule], plan: Any, path: str
 ) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
-    """Detections written as Parquet by the executors (the ``--format parquet`` columns).
+    """Detections written as Parquet by the executors (the ``--format parquet`` columns and types).
 
     Returns the correlation matches (collected: the base rules' detections they need come
     to the driver, correlations are few), the events read and the written detections per
@@ -510,13 +512,24 @@ def _write(
     try:
         exploded = (hits.where(F.col("rules").isNotNull())
                     .select(F.explode("rules").alias("rule_index"), *PROVENANCE_FIELDS, "event"))
+        # The columns and types of ``--format parquet`` (results.render): tag lists joined with
+        # ';', the event as JSON with sorted keys, a UTC timestamp, numeric ids.
         detections = (exploded.join(F.broadcast(meta), "rule_index")
-                      .select("rule_id", "rule_title", "level", "status", "tags", "techniques", "tactics",
-                              "timestamp", "computer", "channel",
+                      .select("rule_id", "rule_title", "level", "status",
+                              *(F.array_join(name, ";").alias(name) for name in ("tags", "techniques", "tactics")),
+                              F.expr("try_cast(timestamp as timestamp)").alias("timestamp"), "computer", "channel",
                               F.expr("try_cast(event_id as bigint)").alias("event_id"), "source",
                               F.expr("try_cast(record_id as bigint)").alias("record_id"), "position",
                               "rule_path", "event"))
-        detections.write.mode("overwrite").parquet(path)
+        previous = spark.conf.get(TIMESTAMP_CONF, None)
+        spark.conf.set(TIMESTAMP_CONF, "TIMESTAMP_MICROS")  # UTC-adjusted (INT96 would read back naive)
+        try:
+            detections.write.mode("overwrite").parquet(path)
+        finally:
+            if previous is None:
+                spark.conf.unset(TIMESTAMP_CONF)
+            else:
+                spark.conf.set(TIMESTAMP_CONF, previous)
         events = hits.where(F.col("rules").isNull()).agg(F.sum("events")).collect()[0][0] or 0
         per_rule = exploded.groupBy("rule_index").count().collect()
         kept_set = set(kept)

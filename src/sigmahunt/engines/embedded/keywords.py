@@ -37,9 +37,13 @@ class KeywordPrefilter:
     """Rows of a batch that contain at least one of a fixed set of literals, in any column."""
 
     def __init__(self, folded: Sequence[str], cased: Sequence[str]) -> None:
-        self.folded = sorted(set(folded))
+        # ASCII case folding (Hyperscan's, Aho-Corasick's) cannot fold "É" to "é": literals
+        # with non-ASCII characters are searched in the Unicode-lowercased text instead.
+        self.unicode_folded = sorted({lit for lit in folded if not lit.isascii()})
+        self.folded = sorted({lit for lit in folded if lit.isascii()})
         self.cased = sorted(set(cased))
-        self._database = _compile(self.folded, self.cased) if hyperscan is not None else None
+        wanted = self.folded or self.cased
+        self._database = _compile(self.folded, self.cased) if hyperscan is not None and wanted else None
 
     def candidate_rows(self, columns: Sequence[pl.Series], height: int) -> np.ndarray:
         hit = np.zeros(height, dtype=bool)
@@ -48,8 +52,11 @@ class KeywordPrefilter:
                 continue
             if self._database is not None:
                 self._scan_hyperscan(column, hit)
-            else:
+            elif self.folded or self.cased:
                 hit |= self._scan_polars(column)
+            if self.unicode_folded:
+                found = column.str.to_lowercase().str.contains_any(self.unicode_folded)
+                hit |= found.fill_null(False).to_numpy()
         return hit
 
     def _scan_hyperscan(self, column: pl.Series, hit: np.ndarray) -> None:
