@@ -14,6 +14,7 @@ generated rule uses (the property tests count them to show what a run covered).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -28,10 +29,8 @@ from sigma.types import (
     SigmaBool,
     SigmaCIDRExpression,
     SigmaCompareExpression,
-    SigmaExists,
     SigmaExpansion,
     SigmaFieldReference,
-    SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
@@ -467,9 +466,6 @@ def _number_text(n: float | int) -> list[str]:
     return out
 
 
-WitnessFactory = Callable[[Any], str]
-
-
 def witnesses(rule: SigmaRule) -> tuple[list[Callable[[Any], str]], list[tuple[str, str, str]]]:
     """Things an event value could be to satisfy (or nearly satisfy) the rule.
 
@@ -481,27 +477,30 @@ def witnesses(rule: SigmaRule) -> tuple[list[Callable[[Any], str]], list[tuple[s
     for item in detection_items(rule):
         for raw in item.value:
             for value in _leaf_values(raw):
+                texts: list[str] = []
                 if isinstance(value, SigmaString):
-                    factories.append(lambda draw, parts=tuple(value.s): _fill(draw, parts))
+                    factories.append(functools.partial(_fill, parts=tuple(value.s)))
                 elif isinstance(value, SigmaRegularExpression):
                     pass  # the generator's hints carry regex witnesses
                 elif isinstance(value, SigmaCIDRExpression):
-                    for ip in _ip_witnesses(value.network):
-                        factories.append(lambda draw, ip=ip: ip)
+                    texts = _ip_witnesses(value.network)
                 elif isinstance(value, SigmaCompareExpression):
-                    for t in _number_text(value.number.number):
-                        factories.append(lambda draw, t=t: t)
-                elif isinstance(value, (SigmaNumber,)):
-                    for t in _number_text(value.number):
-                        factories.append(lambda draw, t=t: t)
+                    texts = _number_text(value.number.number)
+                elif isinstance(value, SigmaNumber):
+                    texts = _number_text(value.number)
                 elif isinstance(value, SigmaBool):
-                    factories.append(lambda draw, b=value.boolean: "true" if b else "False")
+                    texts = ["true" if value.boolean else "False"]
                 elif isinstance(value, SigmaFieldReference) and item.field:
                     mode = "startswith" if value.starts_with else "endswith" if value.ends_with else "eq"
                     refs.append((item.field, value.field, mode))
                 elif isinstance(value, SigmaTimestampPart):
-                    factories.append(lambda draw: draw(st.sampled_from(TIME_TEXTS)))
+                    texts = list(TIME_TEXTS)
+                factories += [functools.partial(_constant, text=t) for t in texts]
     return factories, refs
+
+
+def _constant(draw: Any, text: str) -> str:
+    return text
 
 
 def _fill(draw: Any, parts: tuple[Any, ...]) -> str:

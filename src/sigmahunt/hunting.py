@@ -241,7 +241,7 @@ def _hunted_batches(
 
 def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,
               progress: Progress) -> Iterator[pl.DataFrame]:
-    for item in read_logs(files, format_in=format_in):
+    for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS):
         if isinstance(item, Unreadable):
             _record_unreadable(summary, item)
         elif item.frame.height:
@@ -263,7 +263,7 @@ def _per_file_batches(files: list[Path], store: EventStore, summary: HuntSummary
 
 
 #: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for memory.
-BATCH_ROWS = 50_000
+BATCH_ROWS = 32_000
 
 
 def coalesce(frames: Iterable[pl.DataFrame], rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
@@ -295,7 +295,7 @@ def _ingest_file(
     path: Path, digest: str, store: EventStore, summary: HuntSummary, format_in: str | None
 ) -> Iterator[pl.DataFrame]:
     writer = None if store.temporary else store.begin_source(str(path), digest)
-    for item in read_logs([path], format_in=format_in):
+    for item in read_logs([path], format_in=format_in, batch_size=BATCH_ROWS):
         if isinstance(item, Unreadable):
             _record_unreadable(summary, item)
             if writer:

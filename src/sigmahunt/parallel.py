@@ -100,7 +100,7 @@ def _init_worker(rules_json: bytes) -> None:
 
 
 def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:
-    from sigmahunt.hunting import DetectionCollector, coalesce
+    from sigmahunt.hunting import BATCH_ROWS, DetectionCollector
     from sigmahunt.ingest import EventBatch, read_logs
 
     evaluator = _worker_state["evaluator"]
@@ -109,14 +109,14 @@ def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[
     unreadable = result.unreadable
 
     def frames():  # type: ignore[no-untyped-def]
-        for item in read_logs(paths, format_in=format_in):
+        for item in read_logs(paths, format_in=format_in, batch_size=BATCH_ROWS):
             if isinstance(item, EventBatch):
                 if item.frame.height:
                     yield item.frame
             else:
                 unreadable.append({"source": item.source, "position": item.position, "reason": item.reason})
 
-    for frame in coalesce(frames()):
+    for frame in frames():  # read_logs already packs small files into full batches
         result.events_read += frame.height
         if event_filter is not None:
             frame = event_filter(frame)
