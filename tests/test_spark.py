@@ -10,6 +10,7 @@ run can ``-m "not spark"``; without pyspark or Java those tests skip.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,12 @@ try:
     HAVE_PYSPARK = True
 except ImportError:
     HAVE_PYSPARK = False
-HAVE_JAVA = shutil.which("java") is not None
+HAVE_JAVA = shutil.which("java") is not None or bool(os.environ.get("JAVA_HOME"))
 
 needs_spark = [
     pytest.mark.spark,
     pytest.mark.skipif(not HAVE_PYSPARK, reason="pyspark is not installed (pip install 'sigmahunt[spark]')"),
-    pytest.mark.skipif(not HAVE_JAVA, reason="no java on PATH"),
+    pytest.mark.skipif(not HAVE_JAVA, reason="no Java (java on PATH or JAVA_HOME)"),
 ]
 
 
@@ -98,9 +99,9 @@ KEYWORD_RULE = rule("""
 def _partition(events: list[dict[str, Any]], rules: list[Any]) -> pa.Table:
     frame = frame_of(events)
     payload = engine.rules_payload(rules)
-    names = orjson.dumps(frame.columns)
+    options = orjson.dumps({"names": frame.columns, "filter": None})
     batch = frame.to_arrow().rename_columns([f"c{i}" for i in range(frame.width)]).to_batches()[0]
-    out = list(engine.hunt_partition(engine.payload_key(payload), payload, names, [batch]))
+    out = list(engine.hunt_partition(engine.payload_key(payload), payload, options, [batch]))
     return pa.Table.from_batches(out, schema=engine.hits_schema())
 
 
@@ -210,6 +211,21 @@ def test_ingest_fixtures_with_unreadable_records(spark, reader: str) -> None:  #
 
 
 @spark_test
+def test_time_and_host_filter_applies_before_matching(spark) -> None:  # type: ignore[no-untyped-def]
+    from sigmahunt.timefilter import TimeFilter
+
+    prepared = prepare_rules(PROJECT_RULES, cache_dir=False)
+    logs = [EXAMPLES / "logs", FIXTURES / "ingest"]
+    keep = TimeFilter.build(since="2026-11-20T08:00:04", computers=["ws01", "DC01"])
+    embedded = run_hunt(logs, prepared=prepared, event_filter=keep)
+    unfiltered = run_hunt(logs, prepared=prepared)
+    assert 0 < embedded.summary.detections < unfiltered.summary.detections
+    for reader in READERS:
+        assert_same(engine.run_spark_hunt(logs, spark=spark, prepared=prepared, reader=reader,
+                                          event_filter=keep), embedded)
+
+
+@spark_test
 def test_parts_are_cut_into_units(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Small work units (many per part) give the same detections as whole parts."""
     prepared = prepare_rules(PROJECT_RULES, cache_dir=False)
@@ -307,6 +323,12 @@ def test_cli(spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  #
         return data
 
     assert summary("summary.json") == summary("embedded.json")
+    since = ["--since", "2026-11-20T08:00:04", "--computer", "ws01"]
+    assert cli.main(["hunt", str(EXAMPLES / "logs"), *common, *since, "-o", str(tmp_path / "e-since.jsonl")]) == 0
+    assert cli.main(["hunt", "--engine", "spark", str(EXAMPLES / "logs"), *common, *since,
+                     "-o", str(tmp_path / "s-since.jsonl")]) == 0
+    assert lines("s-since.jsonl") == lines("e-since.jsonl")
+    assert 0 < len(lines("e-since.jsonl")) < len(lines("embedded.jsonl"))
     # --table and --results-path
     store = tmp_path / "store"
     run_hunt([EXAMPLES / "logs"], [EXAMPLES / "rules"], store=store)

@@ -76,6 +76,8 @@ from sigmahunt.store import MANIFEST, PARTS, EventStore
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
+    from sigmahunt.timefilter import TimeFilter
+
 DEFAULT_MASTER = "local[2]"
 #: Session settings when sigmahunt creates the session (``--spark-conf`` overrides them).
 DEFAULT_CONF: dict[str, str] = {
@@ -90,7 +92,6 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.caseSensitive": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.python.worker.reuse": "true",
-    "spark.log.level": "ERROR",
 }
 
 #: One output row per matching event (``rules`` = indices into ``prepared.runnable``), plus
@@ -164,23 +165,44 @@ def _count_batch(events: int, schema: pa.Schema) -> pa.RecordBatch:
         schema=schema)
 
 
+def event_filter_of(data: Any) -> TimeFilter | None:
+    """The ``--since/--until/--computer`` filter from its JSON form (plain strings)."""
+    if not data:
+        return None
+    from sigmahunt.timefilter import TimeFilter
+
+    return TimeFilter(data["since"], data["before"], tuple(data["computers"]))
+
+
+def _filter_json(event_filter: TimeFilter | None) -> dict[str, Any] | None:
+    if event_filter is None:
+        return None
+    return {"since": event_filter.since, "before": event_filter.before, "computers": list(event_filter.computers)}
+
+
 def hunt_partition(
-    key: str, payload: Any, names_json: bytes, batches: Iterable[pa.RecordBatch]
+    key: str, payload: Any, options_json: bytes, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body over a table's rows: the embedded evaluator on each Arrow batch.
 
     Columns arrive positionally named (``c0``, ``c1``...: pyspark cannot pass a column
-    named ``event.code`` through ``mapInArrow``); ``names_json`` holds their real names.
+    named ``event.code`` through ``mapInArrow``); ``options_json`` holds ``{"names": their
+    real names, "filter": the event filter or null}``.
     """
     evaluator = evaluator_for(key, payload)
-    names = orjson.loads(names_json)
+    options = orjson.loads(options_json)
+    names, keep = options["names"], event_filter_of(options.get("filter"))
     schema = hits_schema()
     events = 0
     for batch in batches:
-        events += batch.num_rows
+        events += batch.num_rows  # read, then filtered: as run_hunt counts them
         if batch.num_rows == 0:
             continue
         frame = as_frame(batch.rename_columns(names))
+        if keep is not None:
+            frame = keep(frame)
+            if frame.height == 0:
+                continue
         hits = evaluate_frame(evaluator, frame)
         if hits:
             yield hits_batch(frame, hits, schema)
@@ -192,13 +214,15 @@ def hunt_parts_partition(
 ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body over bin numbers: the work units ``(path, offset, length)`` of a bin.
 
-    ``bins_json`` holds ``{"rows": batch rows, "bins": [[unit, ...], ...]}``; the partition
-    receives its bin numbers (``spark.range``) and reads each unit itself, with Polars, as
-    the embedded engine reads a stored part. Small units are packed into batches of about
-    ``rows`` rows, as ``run_hunt`` packs small parts (per-batch costs are paid per batch).
+    ``bins_json`` holds ``{"rows": batch rows, "bins": [[unit, ...], ...], "filter": the
+    event filter or null}``; the partition receives its bin numbers (``spark.range``) and
+    reads each unit itself, with Polars, as the embedded engine reads a stored part. Small
+    units are packed into batches of about ``rows`` rows, as ``run_hunt`` packs small parts
+    (per-batch costs are paid per batch).
     """
     evaluator = evaluator_for(key, payload)
     work = orjson.loads(bins_json)
+    keep = event_filter_of(work.get("filter"))
     schema = hits_schema()
     events = 0
     pending: list[pl.DataFrame] = []
@@ -215,7 +239,9 @@ def hunt_parts_partition(
         for number in batch.column(0).to_pylist():
             for path, offset, length in work["bins"][number]:
                 frame = read_unit(path, offset, length)
-                events += frame.height
+                events += frame.height  # read, then filtered: as run_hunt counts them
+                if keep is not None and frame.height:
+                    frame = keep(frame)
                 if frame.height:
                     pending.append(frame)
                     pending_rows += frame.height
@@ -314,13 +340,42 @@ def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None =
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     else:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings = {**DEFAULT_CONF, **dict(conf or {})}
+    if "spark.driver.extraJavaOptions" not in settings:  # errors only on stderr, from the JVM's start
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{_quiet_log4j()}"
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**DEFAULT_CONF, **dict(conf or {})}.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     with _quiet_pyspark():
         session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+_LOG4J = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = error
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
+appender.console.type = Console
+appender.console.name = stderr
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+def _quiet_log4j() -> Path:
+    """A log4j2 configuration showing errors only (Spark's default prints warnings at start)."""
+    path = Path(tempfile.gettempdir()) / f"sigmahunt-log4j2-{hashlib.sha1(_LOG4J.encode()).hexdigest()[:8]}.properties"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=".sigmahunt-log4j2-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_LOG4J)
+        os.replace(tmp, path)
+    return path
 
 
 @contextlib.contextmanager
@@ -385,11 +440,13 @@ def broadcast_rules(spark: SparkSession, rules: Sequence[CompiledRule]) -> tuple
     return payload_key(payload), spark.sparkContext.broadcast(payload)
 
 
-def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule], shipped: tuple[str, Any] | None = None) -> DataFrame:
+def hunt_frame(frame: DataFrame, rules: Sequence[CompiledRule], shipped: tuple[str, Any] | None = None,
+               event_filter: TimeFilter | None = None) -> DataFrame:
     """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over ``frame``, lazily."""
     key, broadcast = shipped or broadcast_rules(frame.sparkSession, rules)
-    names = orjson.dumps([field.name for field in frame.schema.fields])
-    body = functools.partial(hunt_partition, key, broadcast, names)
+    options = orjson.dumps({"names": [field.name for field in frame.schema.fields],
+                            "filter": _filter_json(event_filter)})
+    body = functools.partial(hunt_partition, key, broadcast, options)
     with _quiet_pyspark():
         return as_strings(frame).mapInArrow(body, HITS_DDL)
 
@@ -422,7 +479,8 @@ def pack_units(units: Sequence[tuple[str, int, int]], bins: int) -> list[list[tu
 
 
 def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[CompiledRule],
-               rows_per_unit: int | None = None, shipped: tuple[str, Any] | None = None) -> DataFrame:
+               rows_per_unit: int | None = None, shipped: tuple[str, Any] | None = None,
+               event_filter: TimeFilter | None = None) -> DataFrame:
     """The hits DataFrame (:data:`HITS_DDL`) of ``rules`` over a store's Parquet parts, lazily.
 
     The driver only reads the parts' footers and deals the work units (part, row range)
@@ -442,7 +500,7 @@ def hunt_parts(spark: SparkSession, parts: Sequence[str], rules: Sequence[Compil
         rows_per_unit = min(MAX_UNIT_ROWS, max(MIN_UNIT_ROWS, -(-total // (parallelism * 3))))
     bins = pack_units(work_units(parts, rows_per_unit), parallelism * 3)
     key, broadcast = shipped or broadcast_rules(spark, rules)
-    work = orjson.dumps({"rows": rows_per_unit, "bins": bins})
+    work = orjson.dumps({"rows": rows_per_unit, "bins": bins, "filter": _filter_json(event_filter)})
     body = functools.partial(hunt_parts_partition, key, broadcast, work)
     with _quiet_pyspark():
         return spark.range(0, len(bins), 1, len(bins)).mapInArrow(body, HITS_DDL)
@@ -600,6 +658,7 @@ def run_spark_hunt(
     prepared: PreparedRules | None = None,
     filters: Sequence[str | Path] = (),
     reader: str | None = None,
+    event_filter: TimeFilter | None = None,
 ) -> HuntResult:
     """:func:`sigmahunt.run_hunt` on Spark: same records, same summary.
 
@@ -611,7 +670,9 @@ def run_spark_hunt(
     counts both). Correlation rules run on the driver over the detections, as in ``run_hunt``.
     ``reader`` says how a store is read: ``parts`` (default; the executors read its Parquet
     parts with Polars) or ``dataframe`` (Spark reads them, merged schema); also settable
-    as the Spark setting ``spark.sigmahunt.reader``.
+    as the Spark setting ``spark.sigmahunt.reader``. ``event_filter`` (a
+    :class:`sigmahunt.timefilter.TimeFilter`: ``--since/--until/--computer``) applies on
+    the executors before matching, as in ``run_hunt``; it travels as JSON.
     """
     started = time.perf_counter()
     progress = progress or Progress()
@@ -666,11 +727,11 @@ def run_spark_hunt(
                 raise NothingToHunt(f"{READER_CONF} must be 'parts' or 'dataframe', not {mode!r}")
             shipped = broadcast_rules(session, runnable)
             if table is not None:
-                hits = hunt_frame(load_table(session, table), runnable, shipped)
+                hits = hunt_frame(load_table(session, table), runnable, shipped, event_filter)
             elif mode == "parts":
-                hits = hunt_parts(session, parts, runnable, shipped=shipped)
+                hits = hunt_parts(session, parts, runnable, shipped=shipped, event_filter=event_filter)
             else:
-                hits = hunt_frame(read_parts(session, parts), runnable, shipped)
+                hits = hunt_frame(read_parts(session, parts), runnable, shipped, event_filter)
             if results_path:
                 records, summary.events_read, written = _write(hits, runnable, plan, results_path)
                 summary.detections = sum(written.values()) + len(records)
@@ -731,8 +792,17 @@ def run_engine(args: argparse.Namespace, prepared: PreparedRules, progress: Prog
         conf = parse_conf(args.spark_conf)
     except ValueError as error:
         raise NothingToHunt(str(error)) from error
+    try:
+        from sigmahunt.timefilter import from_args
+
+        event_filter = from_args(args)
+    except ImportError:  # pragma: no cover - a sigmahunt without time filters
+        event_filter = None
+    except ValueError as error:
+        raise NothingToHunt(str(error)) from error
     return run_spark_hunt(
         args.logs,
+        event_filter=event_filter,
         table=args.table,
         store=args.store,
         master=args.master,
