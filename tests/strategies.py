@@ -109,9 +109,8 @@ CONFUSABLE = {
 EVENT_TYPES = ("CreateKey", "createkey", "DeleteKey", "SetValue")
 
 
-def _chars(common_weight: int = 6, ascii_letters: bool = False) -> st.SearchStrategy[str]:
-    rare = [c for c in RARE_CHARS if not ascii_letters or c.isascii() or c.lower() == c.upper()]
-    return st.sampled_from(list(COMMON_CHARS) * common_weight + rare)
+def _chars(common_weight: int = 6) -> st.SearchStrategy[str]:
+    return st.sampled_from(list(COMMON_CHARS) * common_weight + list(RARE_CHARS))
 
 
 def text(max_size: int = 6) -> st.SearchStrategy[str]:
@@ -126,12 +125,9 @@ _WILDCARD_TOKENS = ["*", "*", "?", "\\*", "\\?", "\\\\", "\\"]
 
 
 @st.composite
-def sigma_string(draw: Any, wildcards: bool = True, max_tokens: int = 6, ascii_letters: bool = False) -> str:
-    """A Sigma string value as written in YAML (``*``/``?`` wildcards, ``\\`` escapes).
-
-    ``ascii_letters``: no non-ASCII letter that has a case pair (``é``/``É``).
-    """
-    chars = _chars(ascii_letters=ascii_letters)
+def sigma_string(draw: Any, wildcards: bool = True, max_tokens: int = 6) -> str:
+    """A Sigma string value as written in YAML (``*``/``?`` wildcards, ``\\`` escapes)."""
+    chars = _chars()
     token = chars if not wildcards else st.one_of(chars, st.sampled_from(_WILDCARD_TOKENS))
     tokens = draw(st.lists(token, max_size=max_tokens))
     out = "".join(tokens)
@@ -211,7 +207,7 @@ def _one_or_list(draw: Any, values: list[Any]) -> Any:
 
 
 @st.composite
-def string_item(draw: Any, field_name: str | None, ascii_letters: bool = False) -> Item:
+def string_item(draw: Any, field_name: str | None) -> Item:
     """contains/startswith/endswith/windash/cased/all/neq on wildcard strings."""
     mods = []
     if draw(st.integers(0, 4)) == 0:
@@ -223,7 +219,7 @@ def string_item(draw: Any, field_name: str | None, ascii_letters: bool = False) 
         mods.insert(draw(st.integers(0, len(mods))), "cased")
     if field_name is not None and draw(st.integers(0, 7)) == 0:
         mods.insert(draw(st.integers(0, len(mods))), "neq")
-    values = draw(st.lists(sigma_string(ascii_letters=ascii_letters), min_size=1, max_size=3))
+    values = draw(st.lists(sigma_string(), min_size=1, max_size=3))
     if len(values) > 1 and draw(st.integers(0, 2)) == 0:
         mods.append("all")
     return Item(_key(field_name, mods), _one_or_list(draw, values))
@@ -301,25 +297,10 @@ def field_item(draw: Any, field_name: str) -> Item:
     return Item(_key("UtcTime", [part]), draw(st.sampled_from([1, 2, 3, 4, 5, 12, 31, 2024])))
 
 
-@dataclass(frozen=True)
-class RuleOptions:
-    """Rule shapes the agreement property leaves out because they hit a known, pinned bug.
-
-    ``non_ascii_keywords``: keyword literals may hold non-ASCII letters that have a case
-    pair (``é``), which the engine's keyword prefilter folds only for ASCII.
-    """
-
-    non_ascii_keywords: bool = False
-
-
-DEFAULT_RULES = RuleOptions()
-
-
 @st.composite
-def keyword_selection(draw: Any, options: RuleOptions = DEFAULT_RULES) -> tuple[Any, list[str]]:
+def keyword_selection(draw: Any) -> tuple[Any, list[str]]:
     """A keyword selection: a string, a list, or a ``'|modifier': values`` map."""
-    ascii_letters = not options.non_ascii_keywords
-    string = sigma_string(ascii_letters=ascii_letters)
+    string = sigma_string()
     shape = draw(st.sampled_from(["list", "list", "single", "modifier"]))
     if shape == "single":
         return draw(string), []
@@ -329,8 +310,7 @@ def keyword_selection(draw: Any, options: RuleOptions = DEFAULT_RULES) -> tuple[
             min_size=1, max_size=3,
         ))
         return values, []
-    item = draw(st.one_of(string_item(None, ascii_letters), string_item(None, ascii_letters),
-                          regex_item(None), encoded_item(None)))
+    item = draw(st.one_of(string_item(None), string_item(None), regex_item(None), encoded_item(None)))
     return {item.key: item.value}, item.hints
 
 
@@ -344,9 +324,9 @@ def map_selection(draw: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 @st.composite
-def selection(draw: Any, name: str, options: RuleOptions = DEFAULT_RULES) -> tuple[Any, list[str], str]:
+def selection(draw: Any, name: str) -> tuple[Any, list[str], str]:
     if name.startswith("kw"):
-        body, hints = draw(keyword_selection(options))
+        body, hints = draw(keyword_selection())
         return body, hints, "keywords"
     shape = draw(st.sampled_from(["map", "map", "map", "list_of_maps"]))
     if shape == "map":
@@ -389,13 +369,13 @@ class GeneratedRule:
 
 
 @st.composite
-def rules(draw: Any, options: RuleOptions = DEFAULT_RULES) -> GeneratedRule:
+def rules(draw: Any) -> GeneratedRule:
     names = draw(st.lists(st.sampled_from(SELECTION_NAMES), min_size=1, max_size=4, unique=True))
     detection: dict[str, Any] = {}
     hints: list[str] = []
     shapes: set[str] = set()
     for name in names:
-        body, h, shape = draw(selection(name, options))
+        body, h, shape = draw(selection(name))
         detection[name] = body
         hints += h
         shapes.add(f"selection: {shape}")
@@ -680,9 +660,8 @@ class Case:
 
 
 @st.composite
-def single_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS,
-                 rule_options: RuleOptions = DEFAULT_RULES) -> Case:
-    generated = draw(rules(rule_options))
+def single_cases(draw: Any, options: EventOptions = DEFAULT_EVENTS) -> Case:
+    generated = draw(rules())
     try:
         rule = parse(generated.yaml_text)
     except SigmaError as error:
@@ -749,8 +728,8 @@ class MultiCase:
 
 @st.composite
 def multi_cases(draw: Any, min_rules: int = 5, max_rules: int = 20, batches: int = 3,
-                options: EventOptions = DEFAULT_EVENTS, rule_options: RuleOptions = DEFAULT_RULES) -> MultiCase:
-    generated = draw(st.lists(rules(rule_options), min_size=min_rules, max_size=max_rules))
+                options: EventOptions = DEFAULT_EVENTS) -> MultiCase:
+    generated = draw(st.lists(rules(), min_size=min_rules, max_size=max_rules))
     seeds = Seeds()
     errors: list[str | None] = []
     shapes: set[str] = set()

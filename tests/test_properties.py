@@ -29,10 +29,10 @@ Runs:
 Known disagreements are pinned at the end of this file, each as an explicit
 ``xfail(strict=True)`` test with its minimal repro (a fix makes it XPASS, which fails the
 run until the marker is removed). The few event/rule shapes that trigger them are switched
-off in the default generators by name (:class:`tests.strategies.EventOptions`,
-:class:`tests.strategies.RuleOptions`), never silently; switch them back on with
-``SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i,non_ascii_keywords``
-(runs ``test_known_divergent_shapes``, skipped otherwise).
+off in the default generators by name (:class:`tests.strategies.EventOptions`), never
+silently; switch them back on with
+``SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i`` (runs
+``test_known_divergent_shapes``, skipped otherwise).
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ from tests.strategies import (
     Case,
     EventOptions,
     MultiCase,
-    RuleOptions,
     event_features,
     multi_cases,
     parse,
@@ -290,19 +289,18 @@ KNOWN = os.environ.get("SIGMAHUNT_HYPOTHESIS_KNOWN", "")
 
 
 @pytest.mark.skipif(not KNOWN, reason=(
-    "set SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i,non_ascii_keywords"))
+    "set SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i"))
 @SINGLE
 @given(data=st.data())
 def test_known_divergent_shapes(data: st.DataObject) -> None:
     names = {name for name in KNOWN.split(",") if name}
-    unknown = names - set(EventOptions.__dataclass_fields__) - set(RuleOptions.__dataclass_fields__)
+    unknown = names - set(EventOptions.__dataclass_fields__)
     assert not unknown, f"unknown shapes in SIGMAHUNT_HYPOTHESIS_KNOWN: {sorted(unknown)}"
-    events_on = {n: True for n in names if n in EventOptions.__dataclass_fields__}
-    rules_on = {n: True for n in names if n in RuleOptions.__dataclass_fields__}
+    options = EventOptions(**{n: True for n in names})
     if data.draw(st.booleans(), label="regex only"):
-        case = data.draw(regex_cases(EventOptions(**events_on)))
+        case = data.draw(regex_cases(options))
     else:
-        case = data.draw(single_cases(EventOptions(**events_on), RuleOptions(**rules_on)))
+        case = data.draw(single_cases(options))
     assume(case.error is None)
     try:
         compiled(case.yaml_text)
@@ -383,12 +381,11 @@ def test_regex_inline_flag_after_contains() -> None:
     _assert_spec(r, [{"Image": "xAB"}, {"Image": "a b"}], [0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: the keyword prefilter (engines/embedded/keywords.py) folds case for ASCII only, "
-    "so a keyword with a non-ASCII letter ('é') never reaches the exact test for an event "
-    "spelling it in the other case ('É'). Keywords are case-insensitive. Generator shape "
-    "RuleOptions.non_ascii_keywords."))
+# -- disagreements the properties found that are fixed: kept as plain regression tests ------------
+
+
 def test_keyword_with_non_ascii_letter_in_other_case() -> None:
+    """The keyword prefilter (engines/embedded/keywords.py) once folded ASCII only: 'é' missed 'É'."""
     r = _rule("""
         keywords:
             - 'é'

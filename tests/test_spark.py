@@ -4,7 +4,8 @@ The executor side (:func:`hunt_partition`) is plain Python over Arrow batches an
 tested without Spark; everything else runs on one ``local[2]`` session per module and
 compares full records (every key, the ``event`` dicts) and the run summary (minus timing)
 with :func:`sigmahunt.run_hunt` on the same rules and logs. Marked ``spark``: a quick local
-run can ``-m "not spark"``; without pyspark or Java those tests skip.
+run can ``-m "not spark"``; without pyspark or Java those tests skip (fail instead with
+``SIGMAHUNT_REQUIRE_SPARK=1``, as CI sets it).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ except ImportError:
     HAVE_PYSPARK = False
 HAVE_JAVA = shutil.which("java") is not None or bool(os.environ.get("JAVA_HOME"))
 
+#: CI sets SIGMAHUNT_REQUIRE_SPARK=1: there a missing pyspark or Java fails these tests instead of skipping them.
+REQUIRED = os.environ.get("SIGMAHUNT_REQUIRE_SPARK") == "1"
+
 needs_spark = [
     pytest.mark.spark,
-    pytest.mark.skipif(not HAVE_PYSPARK, reason="pyspark is not installed (pip install 'sigmahunt[spark]')"),
-    pytest.mark.skipif(not HAVE_JAVA, reason="no Java (java on PATH or JAVA_HOME)"),
+    pytest.mark.skipif(not HAVE_PYSPARK and not REQUIRED, reason="pyspark is not installed (pip install "
+                                                                 "'sigmahunt[spark]')"),
+    pytest.mark.skipif(not HAVE_JAVA and not REQUIRED, reason="no Java (java on PATH or JAVA_HOME)"),
 ]
 
 

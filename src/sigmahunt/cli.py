@@ -117,6 +117,7 @@ ENGINE_MODULES: dict[str, str | None] = {
     "embedded": None,
     "elasticsearch": "sigmahunt.engines.elastic",
     "opensearch": "sigmahunt.engines.elastic",
+    "spark": "sigmahunt.engines.spark",
 }
 
 

@@ -403,8 +403,12 @@ def is_store(path: str | Path) -> bool:
 def load_table(spark: SparkSession, table: str) -> DataFrame:
     """A Parquet file/folder, a JSON (lines) file/folder, or a table name, as a DataFrame."""
     path = Path(table)
-    if is_store(path):
-        return read_parts(spark, [str(path / PARTS)])
+    if is_store(path):  # its manifest's parts (an interrupted ingest may have left others)
+        with EventStore(path) as store:
+            parts = _store_parts(store, sorted(store.sources))
+        if not parts:
+            raise NothingToHunt(f"{table}: the store holds no events")
+        return read_parts(spark, parts)
     if path.exists():
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         suffixes = {p.suffix.lower() for p in files if not p.name.startswith((".", "_"))}
