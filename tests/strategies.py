@@ -590,8 +590,8 @@ class EventOptions:
     ``\u0131`` (case-insensitive regexes).
     """
 
-    mixed_key_case: bool = False
-    trailing_newline: bool = False
+    mixed_key_case: bool = True
+    trailing_newline: bool = True
     turkish_i: bool = False
 
 

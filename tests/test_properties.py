@@ -327,11 +327,7 @@ def _assert_spec(rule_yaml: str, events: Sequence[Mapping[str, Any]], expected: 
     assert (reference, engines) == (expected, {mode: expected for mode in SCANNER_MODES})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: a field spelt differently in two events of one batch (Image / image) is read from "
-    "the exact-name column only, so the image-spelt event is missed; alone in its batch it "
-    "matches. Field access is case-insensitive (engine docstring, reference), so the result "
-    "must not depend on the other events. Generator shape EventOptions.mixed_key_case."))
+# Fixed in the engine (was xfail): spellings of one field in one batch are merged.
 def test_case_variant_field_keys_in_one_batch() -> None:
     r = _rule("""
         sel:
@@ -342,10 +338,7 @@ def test_case_variant_field_keys_in_one_batch() -> None:
     _assert_spec(r, [{"Image": "b"}, {"image": "a"}], [1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: Sigma regexes are PCRE, where '$' (without m) also matches before a final "
-    "newline; the engine's Rust regex only matches at the very end. Reference (Python re) "
-    "follows PCRE. Generator shape EventOptions.trailing_newline."))
+# Fixed in the engine (was xfail): '$' is rewritten to PCRE's meaning for Rust's regex.
 def test_regex_dollar_before_final_newline() -> None:
     r = _rule("""
         sel:

@@ -498,3 +498,23 @@ def test_keywords_fold_case_beyond_ascii() -> None:
         condition: keywords
     """)
     assert matching(r, [{"A": "an évil value"}, {"A": "Évil"}, {"A": "evil"}]) == [0, 1]
+
+
+def test_regex_dollar_has_its_pcre_meaning() -> None:
+    r = rule(r"""
+        sel:
+            - F|re: 'end$'
+            - G|re: 'a\$b'
+        condition: sel
+    """)
+    events = [{"F": "the end"}, {"F": "the end\n"}, {"F": "the end\nmore"}, {"G": "a$b"}, {"G": "ab"}]
+    assert matching(r, events) == [0, 1, 3]
+
+
+def test_field_spelt_in_two_cases_in_one_batch() -> None:
+    r = rule(r"""
+        sel:
+            Image|endswith: '\cmd.exe'
+        condition: sel
+    """)
+    assert matching(r, [{"Image": r"C:\cmd.exe"}, {"image": r"D:\CMD.EXE"}, {"image": "x"}]) == [0, 1]

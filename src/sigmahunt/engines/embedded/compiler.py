@@ -258,6 +258,36 @@ def _regex_predicate(field: str | None, value: SigmaRegularExpression) -> Predic
     return Predicate(field, Kind.REGEX, value=pattern)
 
 
+def pcre_dollar(pattern: str) -> str:
+    """Give ``$`` its PCRE meaning (end, or before a final newline) in Rust's regex dialect.
+
+    Sigma regexes are PCRE; Rust's ``regex`` (the engine's linear-time matcher) reads ``$``
+    as the very end only. Unescaped ``$`` outside character classes becomes ``(?:\\n?\\z)``.
+    """
+    out: list[str] = []
+    in_class = False
+    escaped = False
+    for index, char in enumerate(pattern):
+        if escaped:
+            out.append(char)
+            escaped = False
+        elif char == "\\":
+            out.append(char)
+            escaped = True
+        elif in_class:
+            out.append(char)
+            if char == "]" and not (pattern[index - 1] == "[" or pattern[index - 2: index] == "[^"):
+                in_class = False
+        elif char == "[":
+            out.append(char)
+            in_class = True
+        elif char == "$":
+            out.append("(?:\\n?\\z)")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _string_expr(field: str | None, value: SigmaString, cased: bool, table: _PredicateTable) -> Expr:
     parts = list(value.s)
     for part in parts:

@@ -347,16 +347,26 @@ class _ColumnIndex:
     def __init__(self, frame: pl.DataFrame) -> None:
         self.frame = frame
         self.height = frame.height
-        self._by_lower: dict[str, str] = {}
+        self._by_lower: dict[str, list[str]] = defaultdict(list)
         for name in frame.columns:
-            self._by_lower.setdefault(name.lower(), name)
+            self._by_lower[name.lower()].append(name)
+        self._merged: dict[str, pl.Series] = {}
         self._encodings: dict[tuple[str, bool], tuple[np.ndarray, dict[str, list[int]]] | None] = {}
 
     def get(self, name: str) -> pl.Series | None:
-        if name in self.frame.columns:
-            return self.frame[name]
-        actual = self._by_lower.get(name.lower())
-        return None if actual is None else self.frame[actual]
+        """The field's values; spellings that differ in case (``Image`` from one source,
+        ``image`` from another, packed into one batch) are merged, exact spelling first."""
+        spellings = self._by_lower.get(name.lower())
+        if not spellings:
+            return None
+        if len(spellings) == 1:
+            return self.frame[spellings[0]]
+        merged = self._merged.get(name)
+        if merged is None:
+            ordered = sorted(spellings, key=lambda s: s != name)
+            merged = self._merged[name] = self.frame.select(
+                pl.coalesce([pl.col(s) for s in ordered]).alias(name)).to_series()
+        return merged
 
     def _encoded(self, name: str, folded: bool) -> tuple[np.ndarray, dict[str, list[int]]] | None:
         """Codes of a (small-cardinality) column and value -> code indices, cached per batch."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
+from sigmahunt.engines.embedded.compiler import pcre_dollar
 from sigmahunt.engines.embedded.ir import Kind, Predicate
 from sigmahunt.engines.embedded.scanners import ScanEntry, Scanner, build_scanner
 
@@ -98,7 +100,7 @@ class ValueMatcher:
             elif p.kind is Kind.GLOB:
                 scan.append(ScanEntry(pid, p.kind, p.value, p.required))
             elif p.kind is Kind.REGEX:
-                self.regexes.append((pid, p.value))
+                self.regexes.append((pid, rust_dialect(p.value)))
             elif p.kind is Kind.CIDR:
                 self.cidrs.append((pid, ipaddress.ip_network(p.value, strict=False)))
             elif p.kind is Kind.CMP:
@@ -189,6 +191,19 @@ class ValueMatcher:
         if self.timeparts:
             found.update(_timepart_hits(value, self.timeparts))
         return tuple(sorted(found))
+
+
+def rust_dialect(pattern: str) -> str:
+    """A Sigma (PCRE) regex for Rust's ``regex``: ``$`` without multi-line mode also matches
+    before a final newline in PCRE, so it is rewritten (see :func:`pcre_dollar`). Patterns
+    that turn multi-line mode on anywhere are left as they are (``$`` then means end of line
+    in both dialects)."""
+    if _MULTILINE_FLAG.search(pattern):
+        return pattern
+    return pcre_dollar(pattern)
+
+
+_MULTILINE_FLAG = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z-]*[:)]")
 
 
 def _timepart_hits(value: str, parts: list[tuple[int, str, float]]) -> list[int]:
