@@ -168,7 +168,7 @@ def test_format_aliases_and_errors() -> None:
     assert LogFormat.parse("otrf") is LogFormat.FLAT_JSON
     assert LogFormat.parse("ecs") is LogFormat.WINLOGBEAT
     with pytest.raises(ValueError, match="unknown log format"):
-        read_logs([FIXTURES], format_in="csv")
+        read_logs([FIXTURES], format_in="parquet")
     with pytest.raises(ValueError, match="container"):
         LogFormat.parse("zip")
     with pytest.raises(ValueError):

@@ -9,6 +9,7 @@ nothing to run (no rules, no readable logs), 1 an unexpected error.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from sigmahunt import __version__
 from sigmahunt.hunting import HuntResult, NothingToHunt
 from sigmahunt.hunting import Progress as HuntProgress
 from sigmahunt.hunting import ingest_into_store, run_hunt
+from sigmahunt.ingest.reader import ARCHIVE_PASSWORD_ENV
 from sigmahunt.results import LEVELS, level_counts, render, write_atomically
 from sigmahunt.rules.prepare import RuleSelection, load_placeholders, prepare_rules
 from sigmahunt.timefilter import add_filter_options
@@ -55,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     hunt.add_argument("--output", "-o", help="write detections to this file instead of stdout")
     hunt.add_argument("--summary", help="also write the run summary as JSON to this file")
     hunt.add_argument("--store", help="keep normalised events in this folder (re-hunt without re-parsing)")
-    hunt.add_argument("--format-in", help="force the log format instead of detecting it per file")
+    hunt.add_argument("--format-in", help="force the log format instead of detecting it per file "
+                      "(evtx, evtx-json, flat-json, winlogbeat, evtx-xml, csv)")
+    hunt.add_argument("--archive-password", help="password of encrypted zip/7z archives (or set "
+                      "SIGMAHUNT_ARCHIVE_PASSWORD, which stays out of the shell history)")
     hunt.add_argument("--level", choices=LEVELS, help="minimum rule level")
     hunt.add_argument("--status", action="append", default=[], help="only rules with this status (repeatable)")
     hunt.add_argument("--tag", action="append", default=[], help="only rules with this tag (repeatable)")

@@ -13,13 +13,19 @@ Public contract (relied upon by the engine)::
 Inputs: EVTX; evtx_dump JSON (concatenated/pretty objects, JSON lines or a
 JSON array); flat JSON lines (OTRF Security-Datasets, HELK, nxlog); and
 Winlogbeat / Elastic Agent ECS documents (nested or dotted keys, optionally
-wrapped in an Elasticsearch ``_source``).  Any of them may be gzipped or in
-zip archives (nested too); members are read in memory, never extracted.
+wrapped in an Elasticsearch ``_source``); EVTX rendered as XML (evtx_dump
+``-o xml``, ``wevtutil qe /f:xml``, parsed into the evtx_dump shape so the
+columns equal the EVTX/JSON readers'); and CSV exports with a header row
+(``Export-Csv``; ``Id``/``LogName``/``MachineName``... added as the
+normalised columns).  Any of them may be gzipped or in zip or 7z archives
+(nested too; ``archive_password`` opens ZipCrypto zip and 7z members);
+members are read in memory, never extracted.
 
 Columns of every batch:
 
 * ``_source`` (path, ``a.zip!member.json`` for members), ``_position``
-  (``line N`` for JSON lines, ``record N`` for concatenated objects/arrays,
+  (``line N`` for JSON lines and CSV rows, ``record N`` for concatenated
+  objects/arrays and XML events,
   ``record <event_record_id>`` for EVTX; 1-based), ``_timestamp`` (UTC,
   ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; naive source times are taken as UTC);
 * the System columns present, in this order: ``Channel``, ``EventID``,

@@ -4,8 +4,13 @@ Detection policy (documented here because the engine and CLI rely on it):
 
 * Content wins over the file name.  The first bytes decide: ``ElfFile\\0`` is
   EVTX, ``1f 8b`` is gzip, ``PK\\3\\4`` (or an empty-archive ``PK\\5\\6``) is
-  zip, and, after an optional UTF-8/UTF-16 byte-order mark and blanks, ``{``
-  followed by ``"`` or ``}``, or ``[`` followed by ``{`` or ``]``, is JSON.
+  zip, ``7z\xbc\xaf'\x1c`` is 7z, and, after an optional UTF-8/UTF-16
+  byte-order mark and blanks, ``{`` followed by ``"`` or ``}``, or ``[``
+  followed by ``{`` or ``]``, is JSON; ``<`` (or evtx_dump's ``Record N``
+  line) with an ``<Event>``/``<Events>`` tag in the window is EVTX XML
+  (evtx_dump ``-o xml``, ``wevtutil qe /f:xml``); a comma-separated first
+  line (after an optional ``#TYPE`` line) naming a well-known event field
+  (EventID, Id, TimeCreated, LogName, ...) is CSV.
 * Only when the content is inconclusive (empty, or binary that matches no
   magic) does the extension decide, so that a damaged ``x.evtx`` is still
   handed to the EVTX reader, which then reports *why* it is unreadable.
@@ -17,12 +22,14 @@ Detection policy (documented here because the engine and CLI rely on it):
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import PurePosixPath
 
 EVTX_MAGIC = b"ElfFile\x00"
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+SEVENZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _JSON_STARTS = (ord("{"), ord("["))
@@ -47,16 +54,21 @@ class LogFormat(StrEnum):
     EVTX_JSON = "evtx-json"
     FLAT_JSON = "flat-json"
     WINLOGBEAT = "winlogbeat"
+    EVTX_XML = "evtx-xml"
+    CSV = "csv"
     GZIP = "gzip"
     ZIP = "zip"
+    SEVENZIP = "7z"
 
     @property
     def is_container(self) -> bool:
-        return self in (LogFormat.GZIP, LogFormat.ZIP)
+        return self in (LogFormat.GZIP, LogFormat.ZIP, LogFormat.SEVENZIP)
 
     @property
     def is_json(self) -> bool:
-        return self not in (LogFormat.EVTX, LogFormat.GZIP, LogFormat.ZIP)
+        return self not in (
+            LogFormat.EVTX, LogFormat.EVTX_XML, LogFormat.CSV, LogFormat.GZIP, LogFormat.ZIP, LogFormat.SEVENZIP
+        )  # fmt: skip
 
     @classmethod
     def parse(cls, name: str | LogFormat) -> LogFormat:
@@ -95,9 +107,14 @@ _ALIASES: dict[str, LogFormat] = {
     "elastic": LogFormat.WINLOGBEAT,
     "elastic-agent": LogFormat.WINLOGBEAT,
     "ecs": LogFormat.WINLOGBEAT,
+    "evtx-xml": LogFormat.EVTX_XML,
+    "xml": LogFormat.EVTX_XML,
+    "wevtutil": LogFormat.EVTX_XML,
+    "csv": LogFormat.CSV,
     "gzip": LogFormat.GZIP,
     "gz": LogFormat.GZIP,
     "zip": LogFormat.ZIP,
+    "7z": LogFormat.SEVENZIP,
 }
 
 _SUFFIX_FORMATS: dict[str, LogFormat] = {
@@ -108,6 +125,10 @@ _SUFFIX_FORMATS: dict[str, LogFormat] = {
     ".gz": LogFormat.GZIP,
     ".gzip": LogFormat.GZIP,
     ".zip": LogFormat.ZIP,
+    ".xml": LogFormat.EVTX_XML,
+    # no ".csv": a CSV is read only when its header names an event field
+    # (see _looks_like_event_csv) or when format_in="csv" forces it
+    ".7z": LogFormat.SEVENZIP,
 }
 
 #: Extensions that are obviously not logs: skipped *silently* when met while
@@ -164,10 +185,55 @@ def sniff_content(head: bytes) -> LogFormat | None:
         return LogFormat.GZIP
     if head.startswith(ZIP_MAGICS):
         return LogFormat.ZIP
+    if head.startswith(SEVENZIP_MAGIC):
+        return LogFormat.SEVENZIP
     if head.startswith(UTF16_BOMS):
         text = head[2:].decode("utf-16-le" if head[:2] == b"\xff\xfe" else "utf-16-be", "ignore")
-        return LogFormat.JSON if _looks_like_json(text.lstrip().encode("utf-8")) else None
-    return LogFormat.JSON if _looks_like_json(strip_bom(head).lstrip(_BLANK)) else None
+        return _sniff_text(text.lstrip().encode("utf-8"))
+    return _sniff_text(strip_bom(head).lstrip(_BLANK))
+
+
+def _sniff_text(body: bytes) -> LogFormat | None:
+    if _looks_like_json(body):
+        return LogFormat.JSON
+    if _looks_like_event_xml(body):
+        return LogFormat.EVTX_XML
+    if _looks_like_event_csv(body):
+        return LogFormat.CSV
+    return None
+
+
+#: evtx_dump's XML output puts "Record N" before each event's declaration.
+_XML_START = re.compile(rb"(?:Record \d+\s*)?<")
+_XML_EVENT_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Events?[\s>]")
+
+
+def _looks_like_event_xml(body: bytes) -> bool:
+    """XML text (``<`` first, or evtx_dump's ``Record N``) with an
+    ``<Event>`` / ``<Events>`` element in the sniff window."""
+    return bool(_XML_START.match(body)) and bool(_XML_EVENT_TAG.search(body))
+
+
+#: Header names (lower case, blanks/underscores removed) that mark a CSV
+#: export of Windows events; one of them must be a field of the header.
+CSV_HEADER_HINTS: frozenset[str] = frozenset(
+    {
+        "eventid", "id", "channel", "logname", "timecreated", "timegenerated",
+        "recordid", "eventrecordid", "providername", "machinename", "computer",
+    }
+)  # fmt: skip
+
+
+def _looks_like_event_csv(body: bytes) -> bool:
+    """A comma-separated header naming a well-known event field."""
+    lines = body.split(b"\n", 2)
+    first = lines[0]
+    if first.startswith(b"#TYPE") and len(lines) > 1:  # Windows PowerShell Export-Csv
+        first = lines[1]
+    if b"," not in first:
+        return False
+    names = {f.strip().strip(b'"').replace(b" ", b"").replace(b"_", b"").lower() for f in first.split(b",")}
+    return any(n.decode("latin-1") in CSV_HEADER_HINTS for n in names)
 
 
 def _looks_like_json(body: bytes) -> bool:

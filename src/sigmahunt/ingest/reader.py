@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from .csv_reader import read_csv
 from .evtx_reader import read_evtx
 from .formats import (
     MAYBE_LOG_SUFFIXES,
@@ -22,19 +24,25 @@ from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
 from .model import EventBatch, Unreadable
 from .sources import Leaf, iter_leaves, prefetch
+from .xml_reader import read_evtx_xml
 
 DEFAULT_BATCH_SIZE = 50_000
+#: Password for encrypted zip/7z members, when ``archive_password`` is not given.
+ARCHIVE_PASSWORD_ENV = "SIGMAHUNT_ARCHIVE_PASSWORD"
 
 
 def read_logs(
     paths: Sequence[str | Path] | str | Path,
     format_in: str | LogFormat | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    archive_password: str | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
     """Read Windows event logs of any supported format into String batches.
 
     ``paths`` are files or folders (walked recursively in sorted order);
-    gzip and zip are unwrapped in memory.  ``format_in`` forces the format of
+    gzip, zip and 7z are unwrapped in memory; ``archive_password`` opens
+    encrypted zip (ZipCrypto) and 7z members (members that need it, or
+    another one, are reported as Unreadable).  ``format_in`` forces the format of
     every leaf (see :class:`LogFormat` for names and aliases); otherwise it
     is detected per file from content, then extension.  Arguments are
     validated eagerly; reading happens lazily as the iterator is consumed.
@@ -43,7 +51,9 @@ def read_logs(
     batcher = Batcher(batch_size)
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    return _read(list(paths), forced, batcher)
+    if archive_password is None:  # the CLI passes it this way, so worker processes inherit it
+        archive_password = os.environ.get(ARCHIVE_PASSWORD_ENV) or None
+    return _read(list(paths), forced, batcher, archive_password)
 
 
 @dataclass
@@ -55,8 +65,10 @@ class _Task:
     plan: JsonPlan | None = None
 
 
-def _read(paths: list[str | Path], forced: LogFormat | None, batcher: Batcher) -> Iterator[EventBatch | Unreadable]:
-    for item in prefetch(_prepare(iter_leaves(paths), forced)):
+def _read(
+    paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None
+) -> Iterator[EventBatch | Unreadable]:
+    for item in prefetch(_prepare(iter_leaves(paths, password), forced)):
         if isinstance(item, Unreadable):
             yield item
             continue
@@ -93,6 +105,10 @@ def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
     try:
         if task.plan is not None:
             yield from execute_json(task.plan)
+        elif task.fmt is LogFormat.EVTX_XML:
+            yield from read_evtx_xml(task.leaf.source, task.leaf.data)
+        elif task.fmt is LogFormat.CSV:
+            yield from read_csv(task.leaf.source, task.leaf.data)
         else:
             yield from read_evtx(task.leaf.source, task.leaf.data)
     except Exception as exc:
@@ -107,12 +123,17 @@ def _choose_format(leaf: Leaf, forced: LogFormat | None) -> LogFormat | Unreadab
         return None
     detected = sniff_content(head)
     if forced is not None:
-        if forced.is_json and detected is LogFormat.EVTX:
-            return Unreadable(leaf.source, "file", f"content is EVTX, not JSON (format_in={forced.value!r})")
+        if forced is not LogFormat.EVTX and detected is LogFormat.EVTX:
+            return Unreadable(leaf.source, "file", f"content is EVTX, not {forced.value} (format_in={forced.value!r})")
         return forced
     fmt = detected or detect_format(leaf.source, head=b"")
     if fmt is not None and not fmt.is_container:
         return fmt
     if not leaf.explicit and suffix_of(leaf.source.rsplit("!", 1)[-1]) in MAYBE_LOG_SUFFIXES:
         return None
-    return Unreadable(leaf.source, "file", "unrecognised format: not EVTX, JSON, gzip or zip content")
+    return Unreadable(
+        leaf.source,
+        "file",
+        "unrecognised format: not EVTX, JSON, EVTX XML, CSV (with an event header; "
+        "else force format_in='csv'), gzip, zip or 7z content",
+    )

@@ -112,8 +112,10 @@ def _skip_name(name: str) -> bool:
 # leaves
 
 
-def iter_leaves(paths: Sequence[str | Path]) -> Iterator[Item]:
-    """Every leaf byte stream under ``paths``, archives expanded in memory."""
+def iter_leaves(paths: Sequence[str | Path], password: str | None = None) -> Iterator[Item]:
+    """Every leaf byte stream under ``paths``, archives expanded in memory.
+
+    ``password`` opens encrypted zip (ZipCrypto) and 7z (AES) members."""
     for entry in iter_files(paths):
         if isinstance(entry, Unreadable):
             yield entry
@@ -124,29 +126,31 @@ def iter_leaves(paths: Sequence[str | Path]) -> Iterator[Item]:
         except OSError as exc:
             yield Unreadable(str(path), "file", f"cannot read file: {exc.strerror or exc}")
             continue
-        yield from expand(str(path), data, explicit)
+        yield from expand(str(path), data, explicit, password=password)
 
 
-def expand(source: str, data: bytes, explicit: bool, depth: int = 0) -> Iterator[Item]:
-    """Unwrap gzip/zip containers (recursively) down to leaf streams."""
+def expand(source: str, data: bytes, explicit: bool, depth: int = 0, password: str | None = None) -> Iterator[Item]:
+    """Unwrap gzip/zip/7z containers (recursively) down to leaf streams."""
     kind = sniff_content(data[:SNIFF_BYTES])
-    if kind not in (LogFormat.GZIP, LogFormat.ZIP):
+    if kind not in (LogFormat.GZIP, LogFormat.ZIP, LogFormat.SEVENZIP):
         yield Leaf(source, data, explicit)
         return
     if depth >= MAX_NESTING:
         yield Unreadable(source, "file", f"archives nested deeper than {MAX_NESTING} levels")
         return
     if kind is LogFormat.GZIP:
-        yield from _expand_gzip(source, data, explicit, depth)
+        yield from _expand_gzip(source, data, explicit, depth, password)
+    elif kind is LogFormat.ZIP:
+        yield from _expand_zip(source, data, depth, password)
     else:
-        yield from _expand_zip(source, data, depth)
+        yield from _expand_7z(source, data, depth, password)
 
 
-def _expand_gzip(source: str, data: bytes, explicit: bool, depth: int) -> Iterator[Item]:
+def _expand_gzip(source: str, data: bytes, explicit: bool, depth: int, password: str | None) -> Iterator[Item]:
     limit = max(BOMB_BYTES, BOMB_RATIO * len(data))
     out, problem = gunzip(data, limit)
     if out:
-        yield from expand(source, out, explicit, depth + 1)
+        yield from expand(source, out, explicit, depth + 1, password)
     if problem:
         yield Unreadable(source, "file", problem)
 
@@ -180,7 +184,7 @@ def gunzip(data: bytes, limit: int) -> tuple[bytes, str | None]:
     return b"".join(parts), None
 
 
-def _expand_zip(source: str, data: bytes, depth: int) -> Iterator[Item]:
+def _expand_zip(source: str, data: bytes, depth: int, password: str | None) -> Iterator[Item]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -193,30 +197,41 @@ def _expand_zip(source: str, data: bytes, depth: int) -> Iterator[Item]:
                 continue
             name = f"{source}!{info.filename}"
             try:
-                content = read_member(archive, data, info)
+                content = read_member(archive, data, info, password)
             except _Refused as exc:
                 yield Unreadable(name, "file", str(exc))
                 continue
-            yield from expand(name, content, False, depth + 1)
+            yield from expand(name, content, False, depth + 1, password)
 
 
-def read_member(archive: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo) -> bytes:
+def read_member(archive: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo, password: str | None = None) -> bytes:
     """Inflate one member in memory, refusing bombs and checking the CRC."""
-    if info.flag_bits & 0x1:
-        raise _Refused("encrypted zip member")
+    encrypted = bool(info.flag_bits & 0x1)
+    if encrypted and password is None:
+        raise _Refused(f"{ENCRYPTED_HINT} (encrypted zip member)")
     if info.file_size > BOMB_RATIO * max(info.compress_size, 1) and info.file_size > BOMB_BYTES:
         raise _Refused(
             f"refused: declares {info.file_size} bytes from {info.compress_size} compressed "
             f"(ratio over {BOMB_RATIO} and over {BOMB_BYTES} bytes: decompression bomb guard)"
         )
     try:
-        if info.compress_type == zipfile.ZIP_DEFLATED:
+        if info.compress_type == zipfile.ZIP_DEFLATED and not encrypted:
             content = _inflate_raw(_raw_member(data, info), info.file_size)
         else:
-            content = _read_via_zipfile(archive, info)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+            pwd = password.encode("utf-8") if encrypted and password is not None else None
+            content = _read_via_zipfile(archive, info, pwd)
+    except RuntimeError as exc:  # zipfile: "Bad password for file"
+        raise _Refused(f"{ENCRYPTED_HINT} (wrong password for encrypted zip member: {exc})") from exc
+    except NotImplementedError as exc:
+        hint = " (AES-encrypted zip is not supported; re-pack as 7z or ZipCrypto)" if encrypted else ""
+        raise _Refused(f"unreadable zip member: {exc}{hint}") from exc
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        if encrypted:  # garbage from a wrong key that passed the 1-byte check
+            raise _Refused(f"{ENCRYPTED_HINT} (wrong password for encrypted zip member: {exc})") from exc
         raise _Refused(f"unreadable zip member: {exc}") from exc
     if _ZLIB.crc32(content) != info.CRC:
+        if encrypted:
+            raise _Refused(f"{ENCRYPTED_HINT} (wrong password for encrypted zip member: CRC mismatch)")
         raise _Refused("zip member fails its CRC check (corrupt archive)")
     return content
 
@@ -246,13 +261,115 @@ def _inflate_raw(raw: memoryview, declared: int) -> bytes:
     return bytes(out)
 
 
-def _read_via_zipfile(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """Stored/bzip2/lzma members: let zipfile decode, still capped."""
-    with archive.open(info) as member:
+def _read_via_zipfile(archive: zipfile.ZipFile, info: zipfile.ZipInfo, pwd: bytes | None = None) -> bytes:
+    """Stored/bzip2/lzma (and encrypted) members: let zipfile decode, still capped."""
+    with archive.open(info, pwd=pwd) as member:
         out = member.read(info.file_size + 1)
     if len(out) > info.file_size:
         raise zlib.error("member inflates beyond its declared size")
     return out
+
+
+# --------------------------------------------------------------------------
+# 7z (py7zr, pure Python, optional)
+
+#: Reason prefix for members that need (another) password.
+ENCRYPTED_HINT = "encrypted: pass --archive-password"
+
+
+def _expand_7z(source: str, data: bytes, depth: int, password: str | None) -> Iterator[Item]:
+    """7z members, read in memory like zip members (``a.7z!member``).
+
+    The bomb guard uses the archive size as the compressed size (7z blocks
+    are solid, members have no size of their own); output is capped at the
+    declared size, and py7zr checks each member's CRC.
+    """
+    try:
+        import py7zr
+    except ImportError:
+        yield Unreadable(source, "file", "7z archive: install py7zr to read it (pip install py7zr)")
+        return
+    try:
+        archive = py7zr.SevenZipFile(io.BytesIO(data), mode="r", password=password)
+        infos = archive.list()
+    except py7zr.PasswordRequired:
+        yield Unreadable(source, "file", f"{ENCRYPTED_HINT} (7z archive with encrypted file names)")
+        return
+    except Exception as exc:  # py7zr raises many kinds on damage and on wrong header keys
+        reason = _7z_reason(exc, password)
+        yield Unreadable(source, "file", reason if reason else f"unreadable 7z archive: {exc}")
+        return
+    with archive:
+        wanted: dict[str, int] = {}
+        for info in infos:
+            if info.is_directory or _skip_name(info.filename):
+                continue
+            name = f"{source}!{info.filename}"
+            declared = info.uncompressed or 0
+            if declared > BOMB_RATIO * max(len(data), 1) and declared > BOMB_BYTES:
+                yield Unreadable(
+                    name, "file",
+                    f"refused: declares {declared} bytes from a {len(data)}-byte archive "
+                    f"(ratio over {BOMB_RATIO} and over {BOMB_BYTES} bytes: decompression bomb guard)",
+                )  # fmt: skip
+            elif archive.needs_password() and password is None:
+                yield Unreadable(name, "file", f"{ENCRYPTED_HINT} (encrypted 7z member)")
+            else:
+                wanted[info.filename] = declared
+        if not wanted:
+            return
+        contents: dict[str, bytes | str] = {}
+        try:  # one pass over the solid blocks
+            contents = _extract_7z(archive, wanted)
+        except Exception:
+            for member in wanted:  # one by one, so damage costs only its member
+                try:
+                    archive.reset()
+                    contents.update(_extract_7z(archive, {member: wanted[member]}))
+                except Exception as exc:
+                    reason = _7z_reason(exc, password)
+                    contents[member] = reason if reason else f"unreadable 7z member: {exc!r}"
+    for member in wanted:
+        name = f"{source}!{member}"
+        content = contents.get(member, "7z member missing from its archive")
+        if isinstance(content, str):
+            yield Unreadable(name, "file", content)
+        elif len(content) > wanted[member]:
+            yield Unreadable(name, "file", "7z member inflates beyond its declared size")
+        else:
+            yield from expand(name, content, False, depth + 1, password)
+
+
+def _extract_7z(archive: object, sizes: dict[str, int]) -> dict[str, bytes | str]:
+    """Members in memory, each capped one byte past its declared size."""
+    from py7zr.io import Py7zBytesIO, WriterFactory
+
+    class _Capped(WriterFactory):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.products: dict[str, Py7zBytesIO] = {}
+
+        def create(self, filename: str) -> Py7zBytesIO:
+            product = Py7zBytesIO(filename, sizes.get(filename, 0) + 1)
+            self.products[filename] = product
+            return product
+
+    factory = _Capped()
+    archive.extract(targets=list(sizes), factory=factory)  # type: ignore[attr-defined]
+    out: dict[str, bytes | str] = {}
+    for member, product in factory.products.items():
+        product.seek(0)
+        out[member] = product.read()
+    return out
+
+
+def _7z_reason(exc: Exception, password: str | None) -> str | None:
+    """A wrong or missing password shows up as a CRC or decoder error."""
+    text = f"{type(exc).__name__}: {exc}"
+    if password is None and "password" in text.lower():
+        return f"{ENCRYPTED_HINT} (encrypted 7z member)"
+    if password is not None and any(w in text.lower() for w in ("crc", "password", "corrupt", "lzma", "data error")):
+        return f"{ENCRYPTED_HINT} (wrong password for encrypted 7z member, or corrupt data: {text})"
+    return None
 
 
 # --------------------------------------------------------------------------
