@@ -582,12 +582,14 @@ def field_value(draw: Any, seeds: Seeds) -> str:
 
 @dataclass(frozen=True)
 class EventOptions:
-    """Event shapes the agreement property leaves out because they hit a known, pinned bug.
+    """Event shapes that can be switched off when they hit a known, pinned disagreement.
 
     ``mixed_key_case``: an event may spell a field ``image``/``IMAGE`` instead of ``Image``
     (so one batch holds several spellings). ``trailing_newline``: a value may end with a
     newline (``$`` in a regex without ``m``). ``turkish_i``: values may hold ``\u0130`` /
-    ``\u0131`` (case-insensitive regexes).
+    ``\u0131`` (case-insensitive regexes). The defaults are what the agreement properties
+    run with: only ``turkish_i`` is off (the reference's Python ``re`` is wrong there, see
+    ``test_case_insensitive_regex_and_turkish_i``).
     """
 
     mixed_key_case: bool = True

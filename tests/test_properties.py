@@ -28,16 +28,17 @@ Runs:
 
 Known disagreements are pinned at the end of this file, each as an explicit
 ``xfail(strict=True)`` test with its minimal repro (a fix makes it XPASS, which fails the
-run until the marker is removed). The few event/rule shapes that trigger them are switched
-off in the default generators by name (:class:`tests.strategies.EventOptions`), never
-silently; switch them back on with
-``SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i`` (runs
+run until the marker is removed); disagreements found and since fixed stay as plain
+regression tests. An event shape that triggers an open disagreement is switched off in
+the default generators by name (:class:`tests.strategies.EventOptions`), never silently;
+``SIGMAHUNT_HYPOTHESIS_KNOWN=turkish_i`` switches it back on (runs
 ``test_known_divergent_shapes``, skipped otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import textwrap
@@ -289,14 +290,14 @@ KNOWN = os.environ.get("SIGMAHUNT_HYPOTHESIS_KNOWN", "")
 
 
 @pytest.mark.skipif(not KNOWN, reason=(
-    "set SIGMAHUNT_HYPOTHESIS_KNOWN=mixed_key_case,trailing_newline,turkish_i"))
+    "set SIGMAHUNT_HYPOTHESIS_KNOWN=turkish_i (the EventOptions shapes to switch on)"))
 @SINGLE
 @given(data=st.data())
 def test_known_divergent_shapes(data: st.DataObject) -> None:
     names = {name for name in KNOWN.split(",") if name}
     unknown = names - set(EventOptions.__dataclass_fields__)
     assert not unknown, f"unknown shapes in SIGMAHUNT_HYPOTHESIS_KNOWN: {sorted(unknown)}"
-    options = EventOptions(**{n: True for n in names})
+    options = dataclasses.replace(EventOptions(), **{n: True for n in names})
     if data.draw(st.booleans(), label="regex only"):
         case = data.draw(regex_cases(options))
     else:
@@ -317,35 +318,14 @@ def test_known_divergent_shapes(data: st.DataObject) -> None:
 # Each test asserts what the Sigma specification says, on BOTH evaluators (the engine under
 # every scanner implementation). Each fails today because one side is wrong; the reason says
 # which. When it is fixed the test XPASSes, which strict=True turns into a failure: remove the
-# marker (and, for the event shapes the generators leave out, turn that shape on in
-# ``tests.strategies.DEFAULT_EVENTS``).
+# marker, move the test to the regression section below, and turn its event shape on in
+# ``tests.strategies.EventOptions``.
 
 
 def _assert_spec(rule_yaml: str, events: Sequence[Mapping[str, Any]], expected: list[int]) -> None:
     reference = reference_hits(rule_yaml, events)
     engines = {mode: engine_hits([rule_yaml], [events], mode)[0].get(0, []) for mode in SCANNER_MODES}
     assert (reference, engines) == (expected, {mode: expected for mode in SCANNER_MODES})
-
-
-# Fixed in the engine (was xfail): spellings of one field in one batch are merged.
-def test_case_variant_field_keys_in_one_batch() -> None:
-    r = _rule("""
-        sel:
-            Image: 'a'
-        condition: sel
-    """)
-    assert _both(r, [{"image": "a"}])[0] == [0]  # alone: found
-    _assert_spec(r, [{"Image": "b"}, {"image": "a"}], [1])
-
-
-# Fixed in the engine (was xfail): '$' is rewritten to PCRE's meaning for Rust's regex.
-def test_regex_dollar_before_final_newline() -> None:
-    r = _rule("""
-        sel:
-            CommandLine|re: 'a$'
-        condition: sel
-    """)
-    _assert_spec(r, [{"CommandLine": "a\n"}, {"CommandLine": "a\nb"}], [0])
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -385,3 +365,24 @@ def test_keyword_with_non_ascii_letter_in_other_case() -> None:
         condition: keywords
     """)
     _assert_spec(r, [{"CommandLine": "\u00c9"}, {"CommandLine": "\u00e9"}, {"CommandLine": "e"}], [0, 1])
+
+
+def test_case_variant_field_keys_in_one_batch() -> None:
+    """Spellings of one field in one batch (Image / image) were read from one column only."""
+    r = _rule("""
+        sel:
+            Image: 'a'
+        condition: sel
+    """)
+    assert _both(r, [{"image": "a"}])[0] == [0]  # alone: found
+    _assert_spec(r, [{"Image": "b"}, {"image": "a"}], [1])
+
+
+def test_regex_dollar_before_final_newline() -> None:
+    """Sigma regexes are PCRE: '$' (without m) also matches before a final newline; Rust's did not."""
+    r = _rule("""
+        sel:
+            CommandLine|re: 'a$'
+        condition: sel
+    """)
+    _assert_spec(r, [{"CommandLine": "a\n"}, {"CommandLine": "a\nb"}], [0])
