@@ -192,3 +192,17 @@ def test_yaml_tags_cannot_construct_objects(tmp_path: Path, capsys: pytest.Captu
     report = orjson.loads(capsys.readouterr().out)
     assert report["failed"] and "invalid YAML" in report["failed"][0]["reason"]
     assert not (tmp_path / "pwned").exists()
+
+
+def test_archive_password_flag_opens_encrypted_7z(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    py7zr = pytest.importorskip("py7zr")
+    archive = tmp_path / "logs.7z"
+    with py7zr.SevenZipFile(archive, "w", password="s3cret") as out:
+        out.write(EXAMPLES / "logs" / "security_flat.jsonl", "security_flat.jsonl")
+    monkeypatch.setenv("SIGMAHUNT_ARCHIVE_PASSWORD", "")  # restored (unset) after the test
+    assert main(["hunt", str(archive), "--rules", str(EXAMPLES / "rules"), "--format", "jsonl", "-q"]) == 2
+    assert "--archive-password" in capsys.readouterr().err
+    assert main(["hunt", str(archive), "--rules", str(EXAMPLES / "rules"), "--format", "jsonl", "-q",
+                 "--archive-password", "s3cret"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2

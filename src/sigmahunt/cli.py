@@ -237,6 +237,8 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
         time_filter = time_filter_from_args(args)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.archive_password:  # read by the log reader, inherited by worker processes
+        os.environ[ARCHIVE_PASSWORD_ENV] = args.archive_password
     show_progress = not args.quiet and err.is_terminal
     engine_module = ENGINE_MODULES.get(args.engine)
     with _progress_bars(err, show_progress) as bars:
