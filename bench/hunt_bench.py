@@ -91,7 +91,7 @@ def first_files(files: list[Path], events: int) -> list[Path]:
 def timed_hunt(logs: list[Path], prepared: PreparedRules) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = run_hunt(logs, prepared=prepared)
+    result = run_hunt(logs, prepared=prepared, workers=None)
     wall = time.perf_counter() - started
     child_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(children)
     per_rule = Counter(r["rule_id"] for r in result.records)

@@ -206,3 +206,14 @@ def test_archive_password_flag_opens_encrypted_7z(tmp_path: Path, monkeypatch: p
     assert main(["hunt", str(archive), "--rules", str(EXAMPLES / "rules"), "--format", "jsonl", "-q",
                  "--archive-password", "s3cret"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_worker_processes_give_exactly_the_sequential_detections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sigmahunt import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)  # the examples are small
+    logs, rules = [EXAMPLES / "logs"], [EXAMPLES / "rules"]
+    sequential = run_hunt(logs, rules, cache_dir=False, workers=1)
+    in_workers = run_hunt(logs, rules, cache_dir=False, workers=2)
+    assert in_workers.summary.events_read == sequential.summary.events_read == 81
+    assert in_workers.dataframe.to_json() == sequential.dataframe.to_json()

@@ -21,7 +21,7 @@ import polars as pl
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import EventBatch, Unreadable, read_logs
-from sigmahunt.parallel import WorkerResult, hunt_in_workers, should_parallelise
+from sigmahunt.parallel import WorkerResult, hunt_in_workers, should_parallelise, worker_count
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
@@ -128,6 +128,7 @@ def run_hunt(
     prepared: PreparedRules | None = None,
     filters: Sequence[str | Path] = (),
     event_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    workers: int | None = 1,
 ) -> HuntResult:
     """Run every rule over every event; see :func:`sigmahunt.hunt` for the DataFrame API.
 
@@ -135,6 +136,9 @@ def run_hunt(
     ``event_filter``: applied to each batch of events before matching, e.g. a
     :class:`sigmahunt.timefilter.TimeFilter` (``--since``/``--until``/``--computer``; it must
     pickle, for worker processes). Events count as read, and are stored, before it applies.
+    ``workers``: processes to hunt in (``None``: one per core, as the CLI does). The Python
+    default is 1 because worker processes are spawned, and spawning re-imports the caller's
+    ``__main__``: a script must then guard its top level with ``if __name__ == "__main__":``.
     """
     started = time.perf_counter()
     progress = progress or Progress()
@@ -152,10 +156,11 @@ def run_hunt(
     collector = DetectionCollector(runnable)
     with EventStore(store) as event_store:
         files = _existing_files(logs, summary) if logs and event_store.temporary else []
-        if files and should_parallelise(files):
+        worker_total = worker_count(workers)
+        if files and should_parallelise(files, worker_total):
             progress.total_bytes(sum(f.stat().st_size for f in files))
             hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress),
-                            event_filter=event_filter)
+                            workers=worker_total, event_filter=event_filter)
         else:
             evaluator = BatchEvaluator(prepared.plan())
             for frame in _hunted_batches(logs, event_store, summary, format_in, progress):

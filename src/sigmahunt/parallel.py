@@ -33,8 +33,11 @@ TASKS_PER_WORKER = 3
 _worker_state: dict[str, Any] = {}
 
 
-def worker_count() -> int:
+def worker_count(requested: int | None = None) -> int:
+    """Workers to use: ``requested``, else ``SIGMAHUNT_WORKERS``, else one per usable core."""
     configured = os.environ.get("SIGMAHUNT_WORKERS")
+    if requested is not None:
+        return max(1, requested)
     if configured:
         return max(1, int(configured))
     try:
@@ -43,8 +46,8 @@ def worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def should_parallelise(files: Sequence[Path]) -> bool:
-    if worker_count() < 2 or len(files) < 2:
+def should_parallelise(files: Sequence[Path], workers: int) -> bool:
+    if workers < 2 or len(files) < 2:
         return False
     return sum(f.stat().st_size for f in files) >= MIN_PARALLEL_BYTES
 
@@ -73,10 +76,10 @@ def hunt_in_workers(
     runnable: Sequence[CompiledRule],
     format_in: str | None,
     on_result: Callable[[WorkerResult], None],
+    workers: int = 2,
     event_filter: Callable[[Any], Any] | None = None,
 ) -> None:
     """Run the files' hunt in worker processes; ``on_result`` gets each task's result."""
-    workers = worker_count()
     rules_json = orjson.dumps([r.to_json() for r in runnable])
     tasks = partition(files, workers * TASKS_PER_WORKER)
     context = multiprocessing.get_context("spawn")  # never fork a process with Rust thread pools
