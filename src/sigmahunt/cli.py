@@ -22,9 +22,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from rich.table import Table
 
 from sigmahunt import __version__
-from sigmahunt.hunting import HuntResult, NothingToHunt
+from sigmahunt.hunting import HuntResult, NothingToHunt, ingest_into_store, run_hunt
 from sigmahunt.hunting import Progress as HuntProgress
-from sigmahunt.hunting import ingest_into_store, run_hunt
 from sigmahunt.ingest.reader import ARCHIVE_PASSWORD_ENV
 from sigmahunt.results import LEVELS, level_counts, render, write_atomically
 from sigmahunt.rules.prepare import RuleSelection, load_placeholders, prepare_rules

@@ -144,14 +144,7 @@ def run_hunt(
     progress = progress or Progress()
     prepared = prepared or prepare_rules(rules, placeholders, cache_dir, selection, filters=filters)
     runnable = prepared.runnable
-    summary = HuntSummary(
-        rules_loaded=len(prepared.compiled),
-        rules_failed=len(prepared.failures),
-        rules_inapplicable=len(prepared.inapplicable),
-        failed_rules=[f.to_dict() for f in prepared.failures],
-    )
-    if not prepared.compiled:
-        raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
+    summary = start_summary(prepared)
     progress.on_rules(len(runnable))
     collector = DetectionCollector(runnable)
     with EventStore(store) as event_store:
@@ -207,6 +200,18 @@ def _merge(part: WorkerResult, summary: HuntSummary, collector: DetectionCollect
     summary.detections += len(part.records)
     progress.on_events(part.events_read)
     progress.on_bytes(part.bytes_done)
+
+
+def start_summary(prepared: PreparedRules) -> HuntSummary:
+    """The summary's rule counts, for every engine; raises when no rule can run."""
+    if not prepared.compiled:
+        raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
+    return HuntSummary(
+        rules_loaded=len(prepared.compiled),
+        rules_failed=len(prepared.failures),
+        rules_inapplicable=len(prepared.inapplicable),
+        failed_rules=[f.to_dict() for f in prepared.failures],
+    )
 
 
 def _first_failures(prepared: PreparedRules) -> str:

@@ -64,10 +64,10 @@ from sigmahunt.hunting import (
     NothingToHunt,
     Progress,
     _count_unreadable,
-    _first_failures,
     _hunted_batches,
     _row_events,
     expand_log_paths,
+    start_summary,
 )
 from sigmahunt.results import LEVELS, Detection, HuntSummary, level_counts
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
@@ -684,14 +684,7 @@ def run_spark_hunt(
         extra = {"filters": filters} if filters else {}
         prepared = prepare_rules(rules, placeholders, cache_dir, selection, **extra)
     runnable = prepared.runnable
-    summary = HuntSummary(
-        rules_loaded=len(prepared.compiled),
-        rules_failed=len(prepared.failures),
-        rules_inapplicable=len(prepared.inapplicable),
-        failed_rules=[f.to_dict() for f in prepared.failures],
-    )
-    if not prepared.compiled:
-        raise NothingToHunt("no usable rule was loaded" + _first_failures(prepared))
+    summary = start_summary(prepared)
     if table is None and not logs and store is None:
         raise NothingToHunt("no logs given: pass logs, --store DIR or --table NAME")
     progress.on_rules(len(runnable))

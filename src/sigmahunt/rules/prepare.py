@@ -22,6 +22,7 @@ from sigmahunt.cache import cache_root
 from sigmahunt.engines.embedded.compiler import RuleCompileError, compile_rule
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.results import LEVEL_RANK, write_atomically
+from sigmahunt.rules.filters import finish_prepared
 from sigmahunt.rules.loader import (
     LoadedCorrelation,
     LoadedFilter,
@@ -29,7 +30,6 @@ from sigmahunt.rules.loader import (
     iter_rule_files,
     load_rule_file,
 )
-from sigmahunt.rules.filters import finish_prepared
 
 CACHE_SCHEMA = "1"
 
