@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from sigmahunt.engines.embedded.evaluator import BatchEvaluator
+from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
 from sigmahunt.engines.embedded.ir import CompiledRule
-from sigmahunt.ingest import EventBatch, Unreadable, read_logs
+from sigmahunt.ingest import EventBatch, Projection, Unreadable, complete_rows, read_logs
 from sigmahunt.parallel import WorkerResult, hunt_in_workers, should_parallelise, worker_count
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
@@ -105,7 +105,7 @@ class DetectionCollector:
 
 
 def _row_events(frame: pl.DataFrame, rows: np.ndarray) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
-    subset = frame[rows.tolist()]
+    subset = complete_rows(frame[rows.tolist()])  # every field, also of events read under a projection
     out = {}
     for row, record in zip(rows.tolist(), subset.iter_rows(named=True)):
         # Sorted keys: the same event gives byte-identical output whatever batch it was in.
@@ -155,8 +155,10 @@ def run_hunt(
             hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress),
                             workers=worker_total, event_filter=event_filter)
         else:
-            evaluator = BatchEvaluator(prepared.plan())
-            for frame in _hunted_batches(logs, event_store, summary, format_in, progress):
+            plan = prepared.plan()
+            evaluator = BatchEvaluator(plan)
+            projection = hunt_projection(plan)
+            for frame in _hunted_batches(logs, event_store, summary, format_in, progress, projection):
                 summary.events_read += frame.height
                 progress.on_events(frame.height)
                 if event_filter is not None:
@@ -227,8 +229,12 @@ def _hunted_batches(
     summary: HuntSummary,
     format_in: str | None,
     progress: Progress,
+    projection: Projection | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Batches of every log named (from the store when unchanged), or of the whole store."""
+    """Batches of every log named (from the store when unchanged), or of the whole store.
+
+    ``projection`` applies to a temporary store only: a persistent store keeps every field.
+    """
     if not logs:
         for source in sorted(store.sources.values(), key=lambda s: s.path):
             _count_unreadable(summary, source.unreadable)
@@ -244,14 +250,20 @@ def _hunted_batches(
     if store.temporary:
         # One reader over every file: it overlaps reading with hunting and packs small
         # files into full batches (per-batch costs are paid per batch, not per file).
-        yield from _read_all(files, summary, format_in, progress)
+        yield from _read_all(files, summary, format_in, progress, projection)
         return
     yield from coalesce(_per_file_batches(files, store, summary, format_in, progress))
 
 
+def hunt_projection(plan: RuleSetPlan) -> Projection:
+    """What a hunt reads of each event: the fields the rules test, and ``Computer`` for
+    ``--computer`` (the ingest adds what it derives columns from)."""
+    return Projection.of([*plan.fields_read(), "Computer"])
+
+
 def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,
-              progress: Progress) -> Iterator[pl.DataFrame]:
-    for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS):
+              progress: Progress, projection: Projection | None = None) -> Iterator[pl.DataFrame]:
+    for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS, projection=projection):
         if isinstance(item, Unreadable):
             _record_unreadable(summary, item)
         elif item.frame.height:

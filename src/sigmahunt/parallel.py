@@ -97,9 +97,13 @@ def hunt_in_workers(
 def _init_worker(rules_json: bytes) -> None:
     from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
 
+    from sigmahunt.hunting import hunt_projection
+
     rules = [CompiledRule.from_json(r) for r in orjson.loads(rules_json)]
+    plan = RuleSetPlan.build(rules)
     _worker_state["rules"] = rules
-    _worker_state["evaluator"] = BatchEvaluator(RuleSetPlan.build(rules))
+    _worker_state["evaluator"] = BatchEvaluator(plan)
+    _worker_state["projection"] = hunt_projection(plan)
 
 
 def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:
@@ -112,7 +116,8 @@ def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[
     unreadable = result.unreadable
 
     def frames():  # type: ignore[no-untyped-def]
-        for item in read_logs(paths, format_in=format_in, batch_size=BATCH_ROWS):
+        for item in read_logs(paths, format_in=format_in, batch_size=BATCH_ROWS,
+                              projection=_worker_state["projection"]):
             if isinstance(item, EventBatch):
                 if item.frame.height:
                     yield item.frame

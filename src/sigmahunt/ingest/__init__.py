@@ -54,7 +54,9 @@ records in the input.  See ``formats`` (detection and what is skipped),
 """
 
 from .formats import LogFormat, detect_format
-from .model import METADATA_COLUMNS, EventBatch, Unreadable
+from .json_reader import complete_rows
+from .model import METADATA_COLUMNS, RAW_COL, EventBatch, Projection, Unreadable
 from .reader import read_logs
 
-__all__ = ["METADATA_COLUMNS", "EventBatch", "LogFormat", "Unreadable", "detect_format", "read_logs"]
+__all__ = ["METADATA_COLUMNS", "RAW_COL", "EventBatch", "LogFormat", "Projection", "Unreadable", "complete_rows",
+           "detect_format", "read_logs"]

@@ -6,6 +6,7 @@ They live in their own module so that readers, sources and the public
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -15,6 +16,10 @@ SOURCE_COL = "_source"
 POSITION_COL = "_position"
 TIMESTAMP_COL = "_timestamp"
 METADATA_COLUMNS: tuple[str, ...] = (SOURCE_COL, POSITION_COL, TIMESTAMP_COL)
+#: The raw JSON line of an event read under a :class:`Projection` (see there). Never
+#: stored or shown; a data key of this name is renamed like a metadata one.
+RAW_COL = "_sigmahunt_raw"
+RESERVED_COLUMNS: frozenset[str] = frozenset((*METADATA_COLUMNS, RAW_COL))
 
 
 @dataclass(frozen=True)
@@ -38,3 +43,27 @@ class EventBatch:
 
     def __len__(self) -> int:
         return self.frame.height
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The fields a hunt reads: flat JSON lines are parsed into these columns only.
+
+    Parsing JSON into columns is most of a hunt's cost, and it grows with the columns
+    built: a Security-Datasets line carries ~30 of ~500 distinct keys, of which the whole
+    SigmaHQ rule set tests ~220. Under a projection the fast JSON reader builds only the
+    wanted columns (names compared case-insensitively, so ``image`` is read for ``Image``)
+    and keeps each event's raw line in :data:`RAW_COL`; whoever needs every field of a few
+    events (keyword searches, detection output) gets them from
+    :func:`sigmahunt.ingest.complete_rows`. Other readers ignore the projection: their
+    frames carry every field and no raw line.
+    """
+
+    fields: frozenset[str]  # lowercased names
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> Projection:
+        return cls(frozenset(name.lower() for name in names))
+
+    def wants(self, name: str) -> bool:
+        return name.lower() in self.fields

@@ -34,13 +34,13 @@ from .fields import (
     canonical_channel,
 )
 from .formats import LogFormat
-from .model import METADATA_COLUMNS, TIMESTAMP_COL
+from .model import RESERVED_COLUMNS, TIMESTAMP_COL
 from .timestamps import iso_utc
 
 Row = dict[str, str | None]
 TEXT = "#text"
 ATTRS = "#attributes"
-_METADATA_KEYS = frozenset(METADATA_COLUMNS)
+_METADATA_KEYS = RESERVED_COLUMNS
 
 
 class ShapeError(ValueError):

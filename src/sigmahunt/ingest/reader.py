@@ -22,7 +22,7 @@ from .formats import (
 )
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
-from .model import EventBatch, Unreadable
+from .model import EventBatch, Projection, Unreadable
 from .sources import Leaf, iter_leaves, prefetch
 from .xml_reader import read_evtx_xml
 
@@ -36,6 +36,7 @@ def read_logs(
     format_in: str | LogFormat | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     archive_password: str | None = None,
+    projection: Projection | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
     """Read Windows event logs of any supported format into String batches.
 
@@ -46,6 +47,7 @@ def read_logs(
     every leaf (see :class:`LogFormat` for names and aliases); otherwise it
     is detected per file from content, then extension.  Arguments are
     validated eagerly; reading happens lazily as the iterator is consumed.
+    ``projection``: a hunt's fields, for the fast flat-JSON reader (see :class:`Projection`).
     """
     forced = LogFormat.parse(format_in) if format_in is not None else None
     batcher = Batcher(batch_size)
@@ -53,7 +55,7 @@ def read_logs(
         paths = [paths]
     if archive_password is None:  # the CLI passes it this way, so worker processes inherit it
         archive_password = os.environ.get(ARCHIVE_PASSWORD_ENV) or None
-    return _read(list(paths), forced, batcher, archive_password)
+    return _read(list(paths), forced, batcher, archive_password, projection)
 
 
 @dataclass
@@ -66,9 +68,10 @@ class _Task:
 
 
 def _read(
-    paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None
+    paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None,
+    projection: Projection | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
-    for item in prefetch(_prepare(iter_leaves(paths, password), forced)):
+    for item in prefetch(_prepare(iter_leaves(paths, password), forced, projection)):
         if isinstance(item, Unreadable):
             yield item
             continue
@@ -80,7 +83,9 @@ def _read(
     yield from batcher.flush()
 
 
-def _prepare(leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None) -> Iterator[_Task | Unreadable]:
+def _prepare(
+    leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None, projection: Projection | None = None
+) -> Iterator[_Task | Unreadable]:
     """Runs in the prefetch thread: format decision and JSON planning."""
     for leaf in leaves:
         if isinstance(leaf, Unreadable):
@@ -95,7 +100,7 @@ def _prepare(leaves: Iterator[Leaf | Unreadable], forced: LogFormat | None) -> I
             yield _Task(leaf, fmt)
             continue
         try:
-            for plan in plan_json(leaf.source, leaf.data, fmt):
+            for plan in plan_json(leaf.source, leaf.data, fmt, projection):
                 yield _Task(leaf, fmt, plan)
         except Exception as exc:
             yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")

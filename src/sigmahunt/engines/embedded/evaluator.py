@@ -17,7 +17,9 @@ Missing fields follow Sigma, not SQL: a test of a field the event lacks is false
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,8 +39,9 @@ from sigmahunt.engines.embedded.ir import (
     Selector,
     predicates_of,
 )
-from sigmahunt.engines.embedded.keywords import KeywordPrefilter
+from sigmahunt.engines.embedded.keywords import KeywordPrefilter, RawKeywordPrefilter
 from sigmahunt.engines.embedded.matcher import ValueMatcher
+from sigmahunt.ingest import RAW_COL, complete_rows
 
 #: Columns the ingest adds for provenance; never matched by keyword searches.
 META_PREFIX = "_"
@@ -96,6 +99,19 @@ class RuleSetPlan:
         plan.matchers = {f: ValueMatcher.build(items) for f, items in by_field.items()}
         return plan
 
+    def fields_read(self) -> frozenset[str]:
+        """Every field a predicate or a log-source selector tests (keywords aside): what a
+        hunt must read of each event (see :class:`sigmahunt.ingest.Projection`)."""
+        names = {"Channel", "EventID"}
+        for p in self.predicates:
+            if p.field is not None:
+                names.add(p.field)
+            if p.kind is Kind.FIELDREF:
+                names.add(p.value)
+        for selector in self.selectors:
+            names.update(name for name, _ in selector.conditions)
+        return frozenset(names)
+
 
 def _selectors_of_fields(plan: RuleSetPlan) -> dict[str | None, frozenset[int]]:
     out: dict[str | None, set[int]] = defaultdict(set)
@@ -107,8 +123,11 @@ def _selectors_of_fields(plan: RuleSetPlan) -> dict[str | None, frozenset[int]]:
     return {f: frozenset(s) for f, s in out.items()}
 
 
-def _keyword_prefilters(plan: RuleSetPlan) -> dict[int, KeywordPrefilter | None]:
-    """Per selector, a prefilter over the literals one of which any keyword match must contain."""
+def _keyword_prefilters(
+    plan: RuleSetPlan,
+) -> tuple[dict[int, KeywordPrefilter | None], dict[int, RawKeywordPrefilter | None]]:
+    """Per selector, prefilters over the literals one of which any keyword match must
+    contain: over columns, and over raw JSON lines (projected events)."""
     by_selector: dict[int, list[tuple[int, Predicate]]] = defaultdict(list)
     for variant in plan.variants:
         for gid in variant.predicates:
@@ -116,10 +135,12 @@ def _keyword_prefilters(plan: RuleSetPlan) -> dict[int, KeywordPrefilter | None]
             if p.field is None and p.kind not in ROW_KINDS:
                 by_selector[variant.selector].append((gid, p))
     out: dict[int, KeywordPrefilter | None] = {}
+    raw: dict[int, RawKeywordPrefilter | None] = {}
     for selector, items in by_selector.items():
         literals = ValueMatcher.build(items).prefilter_literals()
         out[selector] = None if literals is None else KeywordPrefilter(*literals)
-    return out
+        raw[selector] = None if literals is None else RawKeywordPrefilter.of(*literals)
+    return out, raw
 
 
 def _remap(expr: Expr, remap: list[int]) -> Expr:
@@ -140,7 +161,7 @@ class BatchEvaluator:
         self.plan = plan
         # Which selectors' rows each field (None: keywords) must be matched on.
         self._selectors_of_field: dict[str | None, frozenset[int]] = _selectors_of_fields(plan)
-        self._keyword_prefilters = _keyword_prefilters(plan)
+        self._keyword_prefilters, self._raw_keyword_prefilters = _keyword_prefilters(plan)
 
     def evaluate(self, frame: pl.DataFrame) -> dict[int, np.ndarray]:
         """Rule index -> sorted row indices of the batch that the rule detects."""
@@ -279,46 +300,71 @@ class BatchEvaluator:
 
         A keyword rule with no log-source restriction (SigmaHQ's "Mimikatz Use") must look
         at every field of every event; matching each column's distinct values costs more
-        than the rest of the rule set. Instead all fields of a row are joined (Polars,
-        in Rust) and an Aho-Corasick ``contains_any`` over the keyword literals of each
-        selector's rules keeps only rows that can match; the exact per-field test then
-        runs on those rows alone.
+        than the rest of the rule set. Instead a literal prefilter (:mod:`.keywords`) keeps
+        only rows that can match: over the columns of complete rows, over the raw line of
+        rows read under a projection (whose columns hold only the fields rules name). The
+        exact per-field test then runs on the candidates alone, projected ones read in full.
         """
-        names = [n for n in columns.frame.columns if not n.startswith(META_PREFIX)]
-        candidates = self._keyword_candidates(columns.frame.select(names), rows, selector_masks)
+        frame = columns.frame
+        projected: Mask = False
+        if RAW_COL in frame.columns:
+            projected = _as_mask(frame.get_column(RAW_COL).is_not_null().to_numpy())
+            projected = _as_constant(projected)
+        names = [n for n in frame.columns if not n.startswith(META_PREFIX)]
+        candidates = self._keyword_candidates(
+            self._keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
+                subset.select(names).get_columns(), subset.height),
+            frame, _and(rows, _not(projected)), selector_masks)
+        if projected is not False:
+            raw_candidates = self._keyword_candidates(
+                self._raw_keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
+                    subset.get_column(RAW_COL), subset.height),
+                frame, _and(rows, projected), selector_masks)
+            candidates = _or(candidates, raw_candidates)
         if candidates is False:
             return {}
+        if projected is not False:  # the candidates, every field: few rows
+            positions = np.flatnonzero(np.broadcast_to(candidates, (frame.height,)))
+            frame = complete_rows(frame[positions.tolist()])
+            candidates = True
+        else:
+            positions = None
         out: dict[int, Mask] = {}
-        for name in names:
-            column_masks = self._field_masks(matcher, wanted, columns.frame[name], candidates, columns.height)
+        for name in (n for n in frame.columns if not n.startswith(META_PREFIX)):
+            column_masks = self._field_masks(matcher, wanted, frame[name], candidates, frame.height)
             for pid, mask in column_masks.items():
                 out[pid] = _or(out.get(pid, False), mask)
+        if positions is not None:
+            out = {pid: _scatter(mask, positions, columns.height) for pid, mask in out.items()}
         return out
 
-    def _keyword_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask]) -> Mask:
+    def _keyword_candidates(
+        self, prefilters: dict[int, Any], scan: Callable[[Any, pl.DataFrame], np.ndarray],
+        frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask],
+    ) -> Mask:
         """Rows that contain a literal of some active keyword rule (see :mod:`.keywords`)."""
-        if frame.width == 0:
+        if frame.width == 0 or rows is False:
             return False
         hit = np.zeros(frame.height, dtype=bool)
-        for selector, prefilter in self._keyword_prefilters.items():
-            mask = selector_masks[selector]
+        for selector, prefilter in prefilters.items():
+            mask = _and(selector_masks[selector], rows)
             if mask is False:
                 continue
             if prefilter is None:  # a keyword without any literal: every row of the selector
                 hit |= mask if mask is not True else np.ones(frame.height, dtype=bool)
                 continue
             if mask is True:
-                hit |= prefilter.candidate_rows(frame.get_columns(), frame.height)
+                hit |= scan(prefilter, frame)
                 continue
             positions = np.flatnonzero(mask)
+            if positions.size == 0:
+                continue
             subset = frame[positions.tolist()] if positions.size < frame.height // 2 else frame
-            found = prefilter.candidate_rows(subset.get_columns(), subset.height)
+            found = scan(prefilter, subset)
             if subset is frame:
                 hit |= found & mask
             else:
                 hit[positions[found]] = True
-        if rows is not True:
-            hit &= rows
         return hit if hit.any() else False
 
     def _row_predicate(self, p: Predicate, columns: _ColumnIndex) -> Mask:
@@ -428,6 +474,30 @@ def _dictionary_encode(column: pl.Series) -> tuple[np.ndarray, list[str]]:
 
 def _as_mask(array: np.ndarray) -> Mask:
     return array.astype(bool, copy=False)
+
+
+def _not(a: Mask) -> Mask:
+    if a is True or a is False:
+        return not a
+    return ~a
+
+
+def _as_constant(mask: np.ndarray) -> Mask:
+    """An all-true or all-false mask as the constant (so folding applies)."""
+    if mask.all():
+        return True
+    if not mask.any():
+        return False
+    return mask
+
+
+def _scatter(mask: Mask, positions: np.ndarray, height: int) -> Mask:
+    """A mask over a subset's rows (at ``positions``) as a mask over all ``height`` rows."""
+    if mask is False:
+        return False
+    full = np.zeros(height, dtype=bool)
+    full[positions] = mask
+    return full
 
 
 def _and(a: Mask, b: Mask) -> Mask:

@@ -19,11 +19,14 @@ ASCII case folding would miss ``sekurlsa`` written with a Kelvin sign.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+
+from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV
 
 try:  # optional accelerator
     import hyperscan
@@ -119,3 +122,97 @@ def _compile(folded: Sequence[str], cased: Sequence[str]) -> object:
 def _literal_pattern(literal: str) -> bytes:
     """A Hyperscan pattern matching the literal's UTF-8 bytes exactly."""
     return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------
+# raw JSON lines
+
+
+#: JSON's structural characters: nested values are re-encoded compactly, while the raw
+#: line may space them (``[1, 2]``), so the raw pattern allows whitespace around them.
+_STRUCTURAL = frozenset(",:[]{}")
+#: Characters an encoder may write escaped or not (``\\/``); ``"`` is escaped inside a
+#: string and bare around a nested value's keys.
+_OPTIONALLY_ESCAPED = frozenset('"/')
+_SHORT_ESCAPES = {"\\": rb"\\\\", "\n": rb"\\n", "\r": rb"\\r", "\t": rb"\\t"}
+#: Lines that may hide a literal's ASCII character behind a ``\\uXXXX`` escape, or hold a
+#: non-ASCII character whose lowercase is ASCII: always candidates.
+_RAW_ESCAPES = (rb"\\u00[0-7][0-9a-fA-F]", rb"\\u212[aA]", rb"\\u0130")
+
+
+def raw_pattern(literal: str) -> bytes | None:
+    """A regex that any raw JSON line holding a value that contains ``literal`` matches
+    (with ASCII case folding), or None when no useful one exists.
+
+    Built from the literal's longest run without non-ASCII or control characters (those
+    may be escaped at the encoder's choice; an escaped ASCII character is covered by
+    :data:`_RAW_ESCAPES`): a backslash is ``\\\\`` in JSON, ``"`` and ``/`` may be preceded
+    by one, and structural characters may have whitespace around them.
+    """
+    runs: list[str] = [""]
+    for char in literal:
+        if (char.isascii() and char.isprintable()) or char in _SHORT_ESCAPES:
+            runs[-1] += char
+        else:
+            runs.append("")
+    run = max(runs, key=len)
+    if not run:
+        return None
+    parts = []
+    for char in run:
+        if char in _SHORT_ESCAPES:
+            parts.append(_SHORT_ESCAPES[char])
+        elif char in _OPTIONALLY_ESCAPED:
+            parts.append(rb"\\?" + _hex(char))
+        elif char in _STRUCTURAL:
+            parts.append(rb"\s*" + _hex(char) + rb"\s*")
+        else:
+            parts.append(_hex(char))
+    return b"".join(parts)
+
+
+def _hex(char: str) -> bytes:
+    return b"\\x%02x" % ord(char)
+
+
+class RawKeywordPrefilter:
+    """Rows whose raw JSON line may hold a keyword match in some field's value.
+
+    Used for events read under a projection (see :class:`sigmahunt.ingest.Projection`):
+    their columns hold only the fields rules name, but a keyword may match any field, so
+    the raw line is scanned instead and only the candidate rows are read in full. A
+    superset by construction: each literal's :func:`raw_pattern` is searched with ASCII
+    case folding (so ``|cased`` keywords and canonical channel case are covered), and a
+    line with an escaped ASCII character or a case-folding-to-ASCII character is always a
+    candidate. Built only when every literal has a pattern (else every row is one).
+    """
+
+    def __init__(self, patterns: Sequence[bytes]) -> None:
+        self.patterns = sorted(set(patterns))
+        use_hyperscan = hyperscan is not None and os.environ.get(USE_HYPERSCAN_ENV, "1") != "0"
+        self._database = _compile_raw(self.patterns) if use_hyperscan else None
+        self._scanner = KeywordPrefilter((), ())
+        self._scanner._database = self._database
+
+    @classmethod
+    def of(cls, folded: Sequence[str], cased: Sequence[str]) -> RawKeywordPrefilter | None:
+        patterns = [raw_pattern(literal) for literal in (*folded, *cased)]
+        if not patterns or any(p is None for p in patterns):
+            return None
+        return cls([p for p in patterns if p is not None])
+
+    def candidate_rows(self, raw: pl.Series, height: int) -> np.ndarray:
+        if self._database is not None:
+            return self._scanner.candidate_rows([raw], height)
+        literal = "(?i-u:" + "|".join(p.decode() for p in self.patterns) + ")"
+        always = "|".join(p.decode() for p in _RAW_ESCAPES) + "|" + "|".join(_UNICODE_TO_ASCII_FOLDS)
+        return raw.str.contains(literal + "|" + always).fill_null(False).to_numpy()
+
+
+def _compile_raw(patterns: Sequence[bytes]) -> object:
+    expressions = [*patterns, *_RAW_ESCAPES] + [_literal_pattern(char) for char in _UNICODE_TO_ASCII_FOLDS]
+    flags = [hyperscan.HS_FLAG_CASELESS] * len(patterns) + [0] * (len(expressions) - len(patterns))
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+                     flags=flags)
+    return database

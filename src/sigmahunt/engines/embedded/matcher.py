@@ -22,7 +22,7 @@ import polars as pl
 
 from sigmahunt.engines.embedded.compiler import pcre_dollar
 from sigmahunt.engines.embedded.ir import Kind, Predicate
-from sigmahunt.engines.embedded.scanners import ScanEntry, Scanner, build_scanner
+from sigmahunt.engines.embedded.scanners import RegexPrefilter, ScanEntry, Scanner, build_scanner
 
 #: Kinds answered by the multi-pattern scanners.
 _SCANNED = frozenset({Kind.CONTAINS, Kind.PREFIX, Kind.SUFFIX})
@@ -72,7 +72,7 @@ class ValueMatcher:
     eq_fold: dict[str, list[int]] = field(default_factory=dict)
     eq_cased: dict[str, list[int]] = field(default_factory=dict)
     any_value: list[int] = field(default_factory=list)
-    regexes: list[tuple[int, str]] = field(default_factory=list)
+    regexes: list[tuple[int, str, str]] = field(default_factory=list)  # pid, Rust dialect, Sigma (PCRE)
     cidrs: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = field(default_factory=list)
     compares: list[tuple[int, str, float]] = field(default_factory=list)
     timeparts: list[tuple[int, str, float]] = field(default_factory=list)
@@ -82,6 +82,7 @@ class ValueMatcher:
     scanner_cased: Scanner | None = None
     cache: dict[str, tuple[int, ...]] = field(default_factory=dict)
     cache_chars: int = 0
+    regex_prefilter: RegexPrefilter | None | bool = None  # built on first use; False: none
 
     @classmethod
     def build(cls, items: Iterable[tuple[int, Predicate]]) -> ValueMatcher:
@@ -100,7 +101,7 @@ class ValueMatcher:
             elif p.kind is Kind.GLOB:
                 scan.append(ScanEntry(pid, p.kind, p.value, p.required))
             elif p.kind is Kind.REGEX:
-                self.regexes.append((pid, rust_dialect(p.value)))
+                self.regexes.append((pid, rust_dialect(p.value), p.value))
             elif p.kind is Kind.CIDR:
                 self.cidrs.append((pid, ipaddress.ip_network(p.value, strict=False)))
             elif p.kind is Kind.CMP:
@@ -156,14 +157,25 @@ class ValueMatcher:
         hits: dict[int, list[int]] = {}
         if not self.regexes:
             return hits
-        # One Polars query for all of the field's regexes: one pass into Rust, run in parallel.
-        frame = pl.DataFrame({"v": pl.Series(values, dtype=pl.String)})
+        # Only the (value, regex) pairs the prefilter cannot rule out, in one Polars query:
+        # one pass into Rust, run in parallel.
+        if self.regex_prefilter is None:
+            self.regex_prefilter = RegexPrefilter.build([source for _, _, source in self.regexes]) or False
+        wanted = (self.regex_prefilter.candidates(values) if self.regex_prefilter
+                  else {n: None for n in range(len(self.regexes))})
+        wanted = {n: rows for n, rows in wanted.items() if rows is None or rows}
+        if not wanted:
+            return hits
+        union = sorted({i for rows in wanted.values() for i in rows}) if None not in wanted.values() \
+            else list(range(len(values)))
+        frame = pl.DataFrame({"v": pl.Series([values[i] for i in union], dtype=pl.String)})
         result = frame.select(
-            [pl.col("v").str.contains(pattern).alias(str(n)) for n, (_, pattern) in enumerate(self.regexes)]
+            [pl.col("v").str.contains(self.regexes[n][1]).alias(str(n)) for n in sorted(wanted)]
         )
-        for n, (pid, _) in enumerate(self.regexes):
+        for n in sorted(wanted):
+            pid = self.regexes[n][0]
             for i in np.flatnonzero(result.get_column(str(n)).fill_null(False).to_numpy()):
-                hits.setdefault(int(i), []).append(pid)
+                hits.setdefault(union[int(i)], []).append(pid)
         return hits
 
     def _match_one(self, value: str, regex_pids: Iterable[int]) -> tuple[int, ...]:

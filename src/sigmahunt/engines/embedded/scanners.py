@@ -154,7 +154,16 @@ def _database(words: Sequence[bytes], flag: int) -> object | None:
     """Compile (or load from the cache: compiling SigmaHQ's literals takes ~3 s) a database."""
     if not words:
         return None
-    key = hashlib.sha256(b"%d\0%s\0" % (flag, hyperscan.__version__.encode()) + b"\0".join(words)).hexdigest()
+    return cached_database([_hex(w) for w in words], [flag] * len(words))
+
+
+def cached_database(expressions: Sequence[bytes], flags: Sequence[int]) -> object:
+    """A block-mode database of these expressions, from the on-disk cache when there.
+
+    Raises ``hyperscan.error`` when Hyperscan refuses an expression.
+    """
+    key = hashlib.sha256(b"%s\0" % hyperscan.__version__.encode() + b"\0".join(
+        b"%d\0%s" % (flag, expression) for expression, flag in zip(expressions, flags, strict=True))).hexdigest()
     root = cache_root()
     path = None if root is None else root / "hyperscan" / key[:2] / f"{key}.hsdb"
     if path is not None and path.exists():
@@ -165,8 +174,8 @@ def _database(words: Sequence[bytes], flag: int) -> object | None:
         except (hyperscan.error, OSError, ValueError):
             pass  # damaged entry: rebuild it
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=[_hex(w) for w in words], ids=list(range(len(words))), elements=len(words),
-                     flags=[flag] * len(words))
+    database.compile(expressions=list(expressions), ids=list(range(len(expressions))), elements=len(expressions),
+                     flags=list(flags))
     if path is not None:
         try:
             write_atomically(path, hyperscan.dumpb(database))
@@ -219,3 +228,67 @@ class AhoCorasickScanner:
             if (not hinted or index in candidates) and pattern.search(text):
                 found.add(pid)
         return list(found)
+
+
+class RegexPrefilter:
+    """Which of a field's regexes may match a value, so the exact regex runs only there.
+
+    Why: Polars compiles a regex on every call, and some SigmaHQ regexes cost tens of
+    milliseconds to compile (``-k\\s\\w{1,64}...`` builds a large Unicode automaton), so
+    running every regex of ``CommandLine`` on each batch's new values cost more than all
+    other predicates together. Hyperscan in prefilter mode (compiled once, cached on disk)
+    answers "cannot match" for most (value, regex) pairs; the exact Rust-regex test still
+    decides every remaining one, so the hits are unchanged.
+
+    It only ever rules out pairs it is sure of: it screens ASCII values against ASCII
+    patterns (where Hyperscan's byte semantics and Rust's Unicode semantics agree: ``\\w``,
+    ``.``, case folding); a non-ASCII or empty value, and a regex Hyperscan refuses, always
+    go to the exact test. Prefilter mode itself may over-report, never under-report.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.always = [n for n, p in enumerate(patterns) if not p.isascii()]  # tested on every value
+        screened = [(n, p) for n, p in enumerate(patterns) if p.isascii()]
+        try:
+            self._ids, self._database = self._compile(screened)
+        except hyperscan.error:  # find the refused ones (rare), screen the others
+            accepted = []
+            for n, pattern in screened:
+                try:
+                    self._compile([(n, pattern)])
+                    accepted.append((n, pattern))
+                except hyperscan.error:
+                    self.always.append(n)
+            self._ids, self._database = self._compile(accepted)
+
+    @staticmethod
+    def _compile(patterns: Sequence[tuple[int, str]]) -> tuple[list[int], object | None]:
+        if not patterns:
+            return [], None
+        flags = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY | hyperscan.HS_FLAG_SINGLEMATCH
+        database = cached_database([p.encode() for _, p in patterns], [flags] * len(patterns))
+        return [n for n, _ in patterns], database
+
+    @classmethod
+    def build(cls, patterns: Sequence[str]) -> RegexPrefilter | None:
+        if hyperscan is None or os.environ.get(USE_HYPERSCAN_ENV, "1") == "0" or not patterns:
+            return None
+        return cls(patterns)
+
+    def candidates(self, values: Sequence[str]) -> dict[int, list[int]]:
+        """Regex index -> indexes of the values it may match."""
+        out: dict[int, list[int]] = {n: list(range(len(values))) for n in self.always}
+        ids, database = self._ids, self._database
+        if database is None:
+            return out
+        for index, value in enumerate(values):
+            if not value or not value.isascii():
+                for n in ids:
+                    out.setdefault(n, []).append(index)
+                continue
+
+            def on_match(i: int, _f: int, _t: int, _fl: int, _c: object, index: int = index) -> None:
+                out.setdefault(ids[i], []).append(index)
+
+            database.scan(value.encode(), match_event_handler=on_match)
+        return out
