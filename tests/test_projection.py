@@ -8,6 +8,7 @@ candidates come from a scan of the raw line); detection output carries every fie
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
 from sigmahunt.engines.embedded.keywords import RawKeywordPrefilter, raw_pattern
 from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV, RegexPrefilter
 from sigmahunt.hunting import DetectionCollector, hunt_projection, run_hunt
-from sigmahunt.ingest import RAW_COL, EventBatch, Projection, complete_rows, read_logs
+from sigmahunt.ingest import RAW_COL, RAW_HITS_COL, EventBatch, Projection, complete_rows, read_logs
 from tests.conftest import compile_yaml, rule
 
 
@@ -134,8 +135,10 @@ def test_complete_rows_restores_every_field(log_file: Path) -> None:
 def test_detections_equal_with_and_without_projection(log_file: Path) -> None:
     rules = _compiled()
     full = _frame(log_file, None)
-    projected = _frame(log_file, hunt_projection(RuleSetPlan.build(rules)))
+    projected = _frame(log_file, hunt_projection(BatchEvaluator(RuleSetPlan.build(rules))))
     expected = _detections(full, rules)
+    # with Hyperscan the keyword literals were looked for as the lines were read
+    assert (RAW_HITS_COL in projected.columns) is (os.environ[USE_HYPERSCAN_ENV] == "1")
     assert _detections(projected, rules) == expected
     by_rule = {}
     for record in expected:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
+from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import EventBatch, Projection, Unreadable, complete_rows, read_logs
 from sigmahunt.parallel import WorkerResult, hunt_in_workers, should_parallelise, worker_count
@@ -155,9 +155,8 @@ def run_hunt(
             hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress),
                             workers=worker_total, event_filter=event_filter)
         else:
-            plan = prepared.plan()
-            evaluator = BatchEvaluator(plan)
-            projection = hunt_projection(plan)
+            evaluator = BatchEvaluator(prepared.plan())
+            projection = hunt_projection(evaluator)
             for frame in _hunted_batches(logs, event_store, summary, format_in, progress, projection):
                 summary.events_read += frame.height
                 progress.on_events(frame.height)
@@ -255,10 +254,11 @@ def _hunted_batches(
     yield from coalesce(_per_file_batches(files, store, summary, format_in, progress))
 
 
-def hunt_projection(plan: RuleSetPlan) -> Projection:
+def hunt_projection(evaluator: BatchEvaluator) -> Projection:
     """What a hunt reads of each event: the fields the rules test, and ``Computer`` for
-    ``--computer`` (the ingest adds what it derives columns from)."""
-    return Projection.of([*plan.fields_read(), "Computer"])
+    ``--computer`` (the ingest adds what it derives columns from); keyword literals are
+    looked for in the raw lines as they are read."""
+    return Projection.of([*evaluator.plan.fields_read(), "Computer"], evaluator.chunk_keyword_scanner)
 
 
 def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,

@@ -100,10 +100,10 @@ def _init_worker(rules_json: bytes) -> None:
     from sigmahunt.hunting import hunt_projection
 
     rules = [CompiledRule.from_json(r) for r in orjson.loads(rules_json)]
-    plan = RuleSetPlan.build(rules)
+    evaluator = BatchEvaluator(RuleSetPlan.build(rules))
     _worker_state["rules"] = rules
-    _worker_state["evaluator"] = BatchEvaluator(plan)
-    _worker_state["projection"] = hunt_projection(plan)
+    _worker_state["evaluator"] = evaluator
+    _worker_state["projection"] = hunt_projection(evaluator)
 
 
 def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:

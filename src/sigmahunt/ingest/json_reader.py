@@ -46,7 +46,7 @@ import pyarrow as pa
 from .fields import CHANNEL_CANONICAL, FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, order_columns
 from .formats import UTF16_BOMS, LogFormat, strip_bom
 from .frames import ColumnBuilder
-from .model import POSITION_COL, RAW_COL, RESERVED_COLUMNS, SOURCE_COL, TIMESTAMP_COL, Projection, Unreadable
+from .model import POSITION_COL, RAW_COL, RAW_HITS_COL, RESERVED_COLUMNS, SOURCE_COL, TIMESTAMP_COL, Projection, Unreadable
 from .normalise import ShapeError, normalise_record, to_str
 from .timestamps import iso_utc_series
 
@@ -428,12 +428,13 @@ def fast_flat_frame(source: str, chunk: LineChunk | bytes, first_line: int = 1) 
     names = schema.names()
     frame = frame.select(names) if names else pl.DataFrame(height=frame.height)
     if chunk.projection is not None:
-        frame = frame.with_columns(raw_lines(chunk, lines))
+        frame = frame.with_columns(raw_columns(chunk, lines))
     return normalise_flat_frame(frame, source, lines)
 
 
-def raw_lines(chunk: LineChunk, lines: np.ndarray) -> pl.Series:
-    """The raw text of the chunk's records (row i: line ``lines[i]``), without a copy.
+def raw_columns(chunk: LineChunk, lines: np.ndarray) -> list[pl.Series]:
+    """The raw text of the chunk's records (row i: line ``lines[i]``), without a copy,
+    and the projection's raw-line scan of them, if it has a scanner.
 
     Each string runs from its line's start to the next record's start, so it may end
     with a newline and blank lines: harmless to a JSON decoder and to a literal scan.
@@ -442,7 +443,11 @@ def raw_lines(chunk: LineChunk, lines: np.ndarray) -> pl.Series:
     starts = np.asarray(line_starts(chunk.data), dtype=np.int64)
     offsets = np.append(starts[lines - chunk.first_line], len(chunk.data))
     array = pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(chunk.data))
-    return pl.Series(RAW_COL, array)
+    columns = [pl.Series(RAW_COL, array)]
+    scanner = chunk.projection.raw_scanner if chunk.projection is not None else None
+    if scanner is not None:
+        columns.append(pl.Series(RAW_HITS_COL, scanner.scan(chunk.data, offsets), dtype=pl.UInt64))
+    return columns
 
 
 def line_starts(data: bytes) -> list[int]:
@@ -466,10 +471,11 @@ def complete_rows(frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     raw = frame.get_column(RAW_COL)
     if raw.null_count() == raw.len():
-        return frame.drop(RAW_COL)
+        return frame.drop(RAW_COL, RAW_HITS_COL, strict=False)
     builder = ColumnBuilder()
     for record in frame.iter_rows(named=True):
         line = record.pop(RAW_COL)
+        record.pop(RAW_HITS_COL, None)
         row = None
         if line is not None:
             value, error = _loads(line)

@@ -7,7 +7,10 @@ They live in their own module so that readers, sources and the public
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
 
 import polars as pl
 
@@ -19,7 +22,10 @@ METADATA_COLUMNS: tuple[str, ...] = (SOURCE_COL, POSITION_COL, TIMESTAMP_COL)
 #: The raw JSON line of an event read under a :class:`Projection` (see there). Never
 #: stored or shown; a data key of this name is renamed like a metadata one.
 RAW_COL = "_sigmahunt_raw"
-RESERVED_COLUMNS: frozenset[str] = frozenset((*METADATA_COLUMNS, RAW_COL))
+#: Per event read under a projection with a :class:`RawLineScanner`: bit flags of the
+#: keyword literal groups its raw line may hold (UInt64).
+RAW_HITS_COL = "_sigmahunt_raw_hits"
+RESERVED_COLUMNS: frozenset[str] = frozenset((*METADATA_COLUMNS, RAW_COL, RAW_HITS_COL))
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,14 @@ class EventBatch:
         return self.frame.height
 
 
+class RawLineScanner(Protocol):
+    """Which literal groups each line of a chunk of raw JSON lines may hold."""
+
+    def scan(self, data: bytes, offsets: np.ndarray) -> np.ndarray:
+        """Row i is ``data[offsets[i]:offsets[i + 1]]``; returns one UInt64 of flags per row."""
+        ...
+
+
 @dataclass(frozen=True)
 class Projection:
     """The fields a hunt reads: flat JSON lines are parsed into these columns only.
@@ -60,10 +74,13 @@ class Projection:
     """
 
     fields: frozenset[str]  # lowercased names
+    #: Scans each chunk's raw lines for keyword literals where the bytes already lie
+    #: contiguous (one pass, no copy), filling :data:`RAW_HITS_COL`.
+    raw_scanner: RawLineScanner | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, names: Iterable[str]) -> Projection:
-        return cls(frozenset(name.lower() for name in names))
+    def of(cls, names: Iterable[str], raw_scanner: RawLineScanner | None = None) -> Projection:
+        return cls(frozenset(name.lower() for name in names), raw_scanner)
 
     def wants(self, name: str) -> bool:
         return name.lower() in self.fields

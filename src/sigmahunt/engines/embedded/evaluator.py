@@ -39,9 +39,9 @@ from sigmahunt.engines.embedded.ir import (
     Selector,
     predicates_of,
 )
-from sigmahunt.engines.embedded.keywords import KeywordPrefilter, RawKeywordPrefilter
+from sigmahunt.engines.embedded.keywords import ChunkKeywordScanner, KeywordPrefilter, RawKeywordPrefilter
 from sigmahunt.engines.embedded.matcher import ValueMatcher
-from sigmahunt.ingest import RAW_COL, complete_rows
+from sigmahunt.ingest import RAW_COL, RAW_HITS_COL, complete_rows
 
 #: Columns the ingest adds for provenance; never matched by keyword searches.
 META_PREFIX = "_"
@@ -162,6 +162,8 @@ class BatchEvaluator:
         # Which selectors' rows each field (None: keywords) must be matched on.
         self._selectors_of_field: dict[str | None, frozenset[int]] = _selectors_of_fields(plan)
         self._keyword_prefilters, self._raw_keyword_prefilters = _keyword_prefilters(plan)
+        #: For the ingest: scans raw lines for every keyword group at once (see RAW_HITS_COL).
+        self.chunk_keyword_scanner = ChunkKeywordScanner.build(self._raw_keyword_prefilters)
 
     def evaluate(self, frame: pl.DataFrame) -> dict[int, np.ndarray]:
         """Rule index -> sorted row indices of the batch that the rule detects."""
@@ -315,7 +317,10 @@ class BatchEvaluator:
             self._keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
                 subset.select(names).get_columns(), subset.height),
             frame, _and(rows, _not(projected)), selector_masks)
-        if projected is not False:
+        if projected is not False and RAW_HITS_COL in frame.columns and self.chunk_keyword_scanner is not None:
+            raw_candidates = self._scanned_candidates(frame, _and(rows, projected), selector_masks)
+            candidates = _or(candidates, raw_candidates)
+        elif projected is not False:
             raw_candidates = self._keyword_candidates(
                 self._raw_keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
                     subset.get_column(RAW_COL), subset.height),
@@ -337,6 +342,21 @@ class BatchEvaluator:
         if positions is not None:
             out = {pid: _scatter(mask, positions, columns.height) for pid, mask in out.items()}
         return out
+
+    def _scanned_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask]) -> Mask:
+        """Keyword candidates among projected rows, from the ingest's raw-line scan flags."""
+        if rows is False:
+            return False
+        flags = frame.get_column(RAW_HITS_COL).fill_null(0).to_numpy()
+        bits = self.chunk_keyword_scanner.bits
+        hit = np.zeros(frame.height, dtype=bool)
+        for selector, prefilter in self._raw_keyword_prefilters.items():
+            mask = _and(selector_masks[selector], rows)
+            if mask is False:
+                continue
+            found = (flags & np.uint64(bits[selector])) != 0 if prefilter is not None else True
+            hit |= np.broadcast_to(_and(found, mask), (frame.height,))
+        return hit if hit.any() else False
 
     def _keyword_candidates(
         self, prefilters: dict[int, Any], scan: Callable[[Any, pl.DataFrame], np.ndarray],
@@ -451,7 +471,9 @@ class _ColumnIndex:
 def _arrow_strings(column: pl.Series) -> pa.Array:
     if column.dtype != pl.String:
         column = column.cast(pl.String)
-    array = column.to_arrow()
+    # Arrow's string_view is Polars' own layout: exported without a copy (the classic
+    # large_string export copied every batch's column once per field, ~2 s per corpus).
+    array = column.to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV
+from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV, cached_database
 
 try:  # optional accelerator
     import hyperscan
@@ -216,3 +216,60 @@ def _compile_raw(patterns: Sequence[bytes]) -> object:
     database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
                      flags=flags)
     return database
+
+
+class ChunkKeywordScanner:
+    """One Hyperscan pass over a whole chunk of raw JSON lines for every keyword group.
+
+    The ingest calls it (see :class:`sigmahunt.ingest.Projection`) while a chunk's lines
+    still lie contiguous in one buffer: no per-column copy, one scan for all selectors,
+    instead of a scan per selector over each batch's raw-line column. Each selector's
+    :class:`RawKeywordPrefilter` patterns set its bit (bits are shared modulo 64: a shared
+    bit only adds candidates); the escape patterns set every bit.
+    """
+
+    def __init__(self, prefilters: dict[int, RawKeywordPrefilter]) -> None:
+        self.bits = {selector: 1 << (n % 64) for n, selector in enumerate(sorted(prefilters))}
+        everything = 0
+        for bit in self.bits.values():
+            everything |= bit
+        expressions: list[bytes] = []
+        flags: list[int] = []
+        masks: list[int] = []
+        for selector in sorted(prefilters):
+            for pattern in prefilters[selector].patterns:
+                expressions.append(pattern)
+                flags.append(hyperscan.HS_FLAG_CASELESS)
+                masks.append(self.bits[selector])
+        for pattern in (*_RAW_ESCAPES, *(_literal_pattern(char) for char in _UNICODE_TO_ASCII_FOLDS)):
+            expressions.append(pattern)
+            flags.append(0)
+            masks.append(everything)
+        self._masks = np.asarray(masks, dtype=np.uint64)
+        self._database = cached_database(expressions, flags)
+
+    @classmethod
+    def build(cls, prefilters: dict[int, RawKeywordPrefilter | None]) -> ChunkKeywordScanner | None:
+        """None without Hyperscan (the evaluator then scans the raw-line column itself)."""
+        usable = {s: p for s, p in prefilters.items() if p is not None}
+        if not usable or hyperscan is None or os.environ.get(USE_HYPERSCAN_ENV, "1") == "0":
+            return None
+        return cls(usable)
+
+    def scan(self, data: bytes, offsets: np.ndarray) -> np.ndarray:
+        flags = np.zeros(len(offsets) - 1, dtype=np.uint64)
+        if not data:
+            return flags
+        ids: list[int] = []
+        ends: list[int] = []
+
+        def on_match(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
+            ids.append(i)
+            ends.append(to)
+
+        self._database.scan(data, match_event_handler=on_match)
+        if ids:
+            rows = np.searchsorted(offsets, np.asarray(ends, dtype=np.int64) - 1, side="right") - 1
+            keep = (rows >= 0) & (rows < len(flags))
+            np.bitwise_or.at(flags, rows[keep], self._masks[np.asarray(ids)[keep]])
+        return flags
