@@ -46,7 +46,16 @@ import pyarrow as pa
 from .fields import CHANNEL_CANONICAL, FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, order_columns
 from .formats import UTF16_BOMS, LogFormat, strip_bom
 from .frames import ColumnBuilder
-from .model import POSITION_COL, RAW_COL, RAW_HITS_COL, RESERVED_COLUMNS, SOURCE_COL, TIMESTAMP_COL, Projection, Unreadable
+from .model import (
+    POSITION_COL,
+    RAW_COL,
+    RAW_HITS_COL,
+    RESERVED_COLUMNS,
+    SOURCE_COL,
+    TIMESTAMP_COL,
+    Projection,
+    Unreadable,
+)
 from .normalise import ShapeError, normalise_record, to_str
 from .timestamps import iso_utc_series
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-
 import polars as pl
 
 #: Metadata columns present in every batch, always first and in this order.

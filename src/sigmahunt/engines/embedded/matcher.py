@@ -82,7 +82,8 @@ class ValueMatcher:
     scanner_cased: Scanner | None = None
     cache: dict[str, tuple[int, ...]] = field(default_factory=dict)
     cache_chars: int = 0
-    regex_prefilter: RegexPrefilter | None | bool = None  # built on first use; False: none
+    regex_prefilter: RegexPrefilter | None = None  # built on first use (None: no Hyperscan)
+    regex_prefilter_built: bool = False
 
     @classmethod
     def build(cls, items: Iterable[tuple[int, Predicate]]) -> ValueMatcher:
@@ -159,15 +160,17 @@ class ValueMatcher:
             return hits
         # Only the (value, regex) pairs the prefilter cannot rule out, in one Polars query:
         # one pass into Rust, run in parallel.
-        if self.regex_prefilter is None:
-            self.regex_prefilter = RegexPrefilter.build([source for _, _, source in self.regexes]) or False
-        wanted = (self.regex_prefilter.candidates(values) if self.regex_prefilter
-                  else {n: None for n in range(len(self.regexes))})
-        wanted = {n: rows for n, rows in wanted.items() if rows is None or rows}
+        if not self.regex_prefilter_built:
+            self.regex_prefilter = RegexPrefilter.build([source for _, _, source in self.regexes])
+            self.regex_prefilter_built = True
+        if self.regex_prefilter is not None:
+            wanted = {n: rows for n, rows in self.regex_prefilter.candidates(values).items() if rows}
+            union = sorted({i for rows in wanted.values() for i in rows})
+        else:
+            wanted = dict.fromkeys(range(len(self.regexes)), [])
+            union = list(range(len(values)))
         if not wanted:
             return hits
-        union = sorted({i for rows in wanted.values() for i in rows}) if None not in wanted.values() \
-            else list(range(len(values)))
         frame = pl.DataFrame({"v": pl.Series([values[i] for i in union], dtype=pl.String)})
         result = frame.select(
             [pl.col("v").str.contains(self.regexes[n][1]).alias(str(n)) for n in sorted(wanted)]
