@@ -262,7 +262,7 @@ def cmd_hunt(args: argparse.Namespace, err: Console) -> int:
                 cache_dir=False if args.no_cache else None,
                 progress=bars.callbacks(),
                 filters=args.filters,
-                workers=None,  # one per core: the console script's __main__ is guarded
+                workers=None,  # one per two cores: the console script's __main__ is guarded
                 event_filter=time_filter,
             )
     _write_detections(result, args)

@@ -138,7 +138,7 @@ def run_hunt(
     ``event_filter``: applied to each batch of events before matching, e.g. a
     :class:`sigmahunt.timefilter.TimeFilter` (``--since``/``--until``/``--computer``; it must
     pickle, for worker processes). Events count as read, and are stored, before it applies.
-    ``workers``: processes to hunt in (``None``: one per core, as the CLI does). The Python
+    ``workers``: processes to hunt in (``None``: one per two cores, as the CLI does). The Python
     default is 1 because worker processes are spawned, and spawning re-imports the caller's
     ``__main__``: a script must then guard its top level with ``if __name__ == "__main__":``.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import polars as pl
 
@@ -53,6 +54,32 @@ class ColumnBuilder:
         self._columns = {}
         self.height = 0
         return frame
+
+    def mark(self) -> BuilderMark:
+        """The current size, to :meth:`rollback` to (rows and columns only grow until then)."""
+        return BuilderMark(self.height, len(self._columns))
+
+    def rollback(self, mark: BuilderMark) -> None:
+        """Drop the rows added since ``mark``, and the columns only they had.
+
+        A builder shared by several files (see ``EvtxPacker``) must not keep part
+        of a file whose reading failed; columns are removed by creation order
+        (dicts keep it) because a column's values may legitimately all be null.
+        """
+        if mark.height > self.height or mark.width > len(self._columns):
+            raise ValueError("mark is not from this builder's current frame")
+        for name in list(self._columns)[mark.width :]:
+            del self._columns[name]
+        for column in self._columns.values():
+            del column[mark.height :]
+        self.height = mark.height
+
+
+class BuilderMark(NamedTuple):
+    """A :class:`ColumnBuilder`'s size at some point: rows, and columns created."""
+
+    height: int
+    width: int
 
 
 class Batcher:

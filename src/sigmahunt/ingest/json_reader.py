@@ -422,7 +422,9 @@ def fast_flat_frame(source: str, chunk: LineChunk | bytes, first_line: int = 1) 
     nested = [name for name, dtype in schema.items() if dtype.is_nested()]
     scalars = {name: pl.String for name, dtype in schema.items() if not dtype.is_nested()}
     try:
-        frame = pl.read_ndjson(io.BytesIO(chunk.data), schema=scalars or {"\x00none": pl.String})
+        # bytes, not a BytesIO: Polars then parses without holding the GIL (a file object
+        # is read through Python), so the hunt's matching runs on meanwhile.
+        frame = pl.read_ndjson(chunk.data, schema=scalars or {"\x00none": pl.String})
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
     lines = nonblank_line_numbers(chunk, frame.height)

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from .csv_reader import read_csv
-from .evtx_reader import read_evtx
+from .evtx_reader import FRAME_ROWS, EvtxPacker
 from .formats import (
     MAYBE_LOG_SUFFIXES,
     SNIFF_BYTES,
@@ -71,16 +71,31 @@ def _read(
     paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None,
     projection: Projection | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
-    for item in prefetch(_prepare(iter_leaves(paths, password), forced, projection)):
+    # A three-stage pipeline: one thread inflates and plans (JSON schema inference), one
+    # reads the planned chunks into frames, and the caller's thread (the hunt's matching,
+    # mostly Python) gets them batched. Inference and reading run in Polars' Rust code
+    # without the GIL, so the stages overlap on every core.
+    tasks = prefetch(_prepare(iter_leaves(paths, password), forced, projection))
+    for output in prefetch(_outputs(tasks, batcher.batch_size)):
+        if isinstance(output, Unreadable):
+            yield output
+        else:
+            yield from batcher.add(output)
+    yield from batcher.flush()
+
+
+def _outputs(tasks: Iterator[_Task | Unreadable], batch_size: int) -> Iterator[pl.DataFrame | Unreadable]:
+    # Binary EVTX files share one builder (few, large frames from many small files: see
+    # EvtxPacker); its rows are handed on before any other reader's, to keep input order.
+    evtx = EvtxPacker(min(batch_size, FRAME_ROWS))
+    for item in tasks:
         if isinstance(item, Unreadable):
             yield item
             continue
-        for output in _execute(item):
-            if isinstance(output, Unreadable):
-                yield output
-            else:
-                yield from batcher.add(output)
-    yield from batcher.flush()
+        if not _reads_binary_evtx(item):
+            yield from evtx.flush()
+        yield from _execute(item, evtx)
+    yield from evtx.flush()
 
 
 def _prepare(
@@ -106,7 +121,13 @@ def _prepare(
             yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
 
 
-def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
+def _reads_binary_evtx(task: _Task) -> bool:
+    """Whether :func:`_execute` hands the task to the EVTX reader (the other readers
+    build their own frames)."""
+    return task.plan is None and task.fmt not in (LogFormat.EVTX_XML, LogFormat.CSV)
+
+
+def _execute(task: _Task, evtx: EvtxPacker) -> Iterator[pl.DataFrame | Unreadable]:
     try:
         if task.plan is not None:
             yield from execute_json(task.plan)
@@ -114,8 +135,8 @@ def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
             yield from read_evtx_xml(task.leaf.source, task.leaf.data)
         elif task.fmt is LogFormat.CSV:
             yield from read_csv(task.leaf.source, task.leaf.data)
-        else:
-            yield from read_evtx(task.leaf.source, task.leaf.data)
+        else:  # the rows join the shared EVTX builder
+            yield from evtx.read(task.leaf.source, task.leaf.data)
     except Exception as exc:
         yield Unreadable(task.leaf.source, "file", f"internal error while reading: {exc!r}")
 
