@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -217,3 +218,22 @@ def test_worker_processes_give_exactly_the_sequential_detections(monkeypatch: py
     in_workers = run_hunt(logs, rules, cache_dir=False, workers=2)
     assert in_workers.summary.events_read == sequential.summary.events_read == 81
     assert in_workers.dataframe.to_json() == sequential.dataframe.to_json()
+
+
+def test_writing_to_a_device_keeps_the_device(tmp_path: Path) -> None:
+    """``--output /dev/null`` must write to the device, never rename a file over it."""
+    import stat
+
+    from sigmahunt.results import write_atomically
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_atomically(fifo, b"detections\n")
+    reader.join(timeout=10)
+    assert received == [b"detections\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    write_atomically("/dev/null", b"x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

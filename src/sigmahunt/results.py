@@ -209,8 +209,16 @@ def _flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_atomically(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` then rename: never a half-written output."""
+    """Write to a temporary file beside ``path`` then rename: never a half-written output.
+
+    A target that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO)
+    is written in place: renaming over it would replace the device with a file.
+    """
     target = Path(path)
+    if target.exists() and not target.is_file():
+        with open(target, "wb") as handle:
+            handle.write(data)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

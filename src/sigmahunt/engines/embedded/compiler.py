@@ -349,4 +349,7 @@ def _glob_predicate(field: str | None, parts: list[Any], cased: bool, fold: Any)
     pieces.append("$")
     pattern = "".join(pieces)
     re2.compile(pattern)  # fail at compile time, not during a hunt
-    return Predicate(field, Kind.GLOB, pattern, cased, required=tuple(sorted(set(required), key=len, reverse=True)))
+    # Longest first (the prefilter hint), ties by text: the same bytes in every process
+    # (set order follows the string hash seed, which made cache entries differ).
+    required_literals = tuple(sorted(set(required), key=lambda text: (-len(text), text)))
+    return Predicate(field, Kind.GLOB, pattern, cased, required=required_literals)
