@@ -104,23 +104,51 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterable[Path]:
             yield path
 
 
+#: libyaml's parser, when PyYAML was built with it: PyYAML's pure-Python parser takes ~6 s
+#: for SigmaHQ's 3,754 rule files (half of a cold start), libyaml ~0.7 s. Same constructor
+#: (SafeConstructor) and resolver, so the same Python objects.
+_FAST_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+
+
+def parse_yaml_documents(text: str) -> list[Any]:
+    """Every YAML document of ``text``, exactly as ``yaml.safe_load_all`` reads them, but faster.
+
+    libyaml is stricter than the pure-Python parser in a few corners (it rejects
+    ``"\\ud800"`` escapes and unknown ``%`` directives that PyYAML accepts), and words its
+    errors differently. So any libyaml error is settled by the pure-Python parser: the
+    documents, or the error message, are always the pure-Python parser's.
+    """
+    if _FAST_LOADER is not None:
+        try:
+            return list(yaml.load_all(text, Loader=_FAST_LOADER))  # noqa: S506 - CSafeLoader is the safe loader
+        except yaml.YAMLError:
+            pass
+    return list(yaml.safe_load_all(text))
+
+
 def _describe(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
 
 
-def load_rule_file(path: Path) -> RuleSet:
-    """Parse one YAML file (possibly several documents) into rules, correlations and filters."""
+def load_rule_file(path: Path, content: bytes | None = None) -> RuleSet:
+    """Parse one YAML file (possibly several documents) into rules, correlations and filters.
+
+    ``content``: the file's bytes when the caller has already read them (the compiled-rule
+    cache hashes them first), so a file is read once.
+    """
     out = RuleSet(files=1)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        out.failures.append(RuleFailure(str(path), f"cannot read file: {_describe(error)}"))
-        return out
+    if content is not None:
+        raw = content
+    else:
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            out.failures.append(RuleFailure(str(path), f"cannot read file: {_describe(error)}"))
+            return out
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        text = raw.decode("utf-8-sig")
-        documents = list(yaml.safe_load_all(text))
+        documents = parse_yaml_documents(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, yaml.YAMLError) as error:
         out.failures.append(RuleFailure(str(path), f"invalid YAML: {_describe(error)}"))
         return out
@@ -137,9 +165,9 @@ def load_rule_file(path: Path) -> RuleSet:
     except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as error:
         out.failures.append(RuleFailure(str(path), _describe(error)))
         return out
-    for error in collection.errors:
-        if not _belongs_to_a_rule(error, collection):
-            out.failures.append(RuleFailure(str(path), _describe(error)))
+    for problem in collection.errors:
+        if not _belongs_to_a_rule(problem, collection):
+            out.failures.append(RuleFailure(str(path), _describe(problem)))
     for item in collection.rules:
         if item.errors:
             out.failures.append(
