@@ -371,11 +371,21 @@ def timed(work: Callable[[], dict[str, Any]], rounds: int) -> dict[str, Any]:
 
 
 def parse_json(files: Sequence[Path], threads: int = 0, decode: bool = False) -> dict[str, Any]:
+    """The package's JSON rendering of every record (``decode``: and ``orjson.loads`` of it)."""
+    return _parse(files, "records_json", threads, decode)
+
+
+def parse_xml(files: Sequence[Path], threads: int = 0) -> dict[str, Any]:
+    """The package's XML rendering of every record."""
+    return _parse(files, "records", threads, decode=False)
+
+
+def _parse(files: Sequence[Path], method: str, threads: int, decode: bool) -> dict[str, Any]:
     from evtx import PyEvtxParser
 
     records = errors = 0
     for path in files:
-        iterator = PyEvtxParser(str(path), number_of_threads=threads).records_json()
+        iterator = getattr(PyEvtxParser(str(path), number_of_threads=threads), method)()
         while True:
             try:
                 record = next(iterator)
@@ -387,24 +397,6 @@ def parse_json(files: Sequence[Path], threads: int = 0, decode: bool = False) ->
             records += 1
             if decode and record is not None:
                 orjson.loads(record["data"])
-    return {"records": records, "errors": errors}
-
-
-def parse_xml(files: Sequence[Path], threads: int = 0) -> dict[str, Any]:
-    from evtx import PyEvtxParser
-
-    records = errors = 0
-    for path in files:
-        iterator = PyEvtxParser(str(path), number_of_threads=threads).records()
-        while True:
-            try:
-                next(iterator)
-            except StopIteration:
-                break
-            except (RuntimeError, OSError, ValueError):
-                errors += 1
-                continue
-            records += 1
     return {"records": records, "errors": errors}
 
 
