@@ -17,6 +17,8 @@ from pathlib import Path
 
 #: Set to a folder to move the cache, or to "off" to disable it.
 CACHE_ENV = "SIGMAHUNT_CACHE_DIR"
+#: What ``--no-cache`` does (the command-line help says it where it is offered).
+NO_CACHE_HELP = f"do not use the compiled-rule cache ({CACHE_ENV}=off also disables the Hyperscan database cache)"
 
 
 def cache_root() -> Path | None:

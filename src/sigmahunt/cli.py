@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from rich.table import Table
 
 from sigmahunt import __version__
+from sigmahunt.cache import NO_CACHE_HELP
 from sigmahunt.hunting import HuntResult, NothingToHunt, ingest_into_store, run_hunt
 from sigmahunt.hunting import Progress as HuntProgress
 from sigmahunt.ingest.reader import ARCHIVE_PASSWORD_ENV
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", help="rule files or folders")
     check.add_argument("--json", action="store_true", help="print {loaded, failed: [{path, reason}]}")
     check.add_argument("--placeholders", help="YAML file of placeholder values for |expand")
-    check.add_argument("--no-cache", action="store_true", help="do not use the compiled-rule cache")
+    check.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     check.add_argument("--filters", action="append", default=[], metavar="PATH", help="Sigma filter file or folder")
     check.set_defaults(handler=lambda args, err: cmd_rules_check(args))
     hunt.set_defaults(handler=cmd_hunt)
@@ -145,7 +146,7 @@ def _add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", "-r", action="append", default=[], required=False,
                         help="Sigma rule file or folder (repeatable)")
     parser.add_argument("--placeholders", help="YAML file of placeholder values for |expand")
-    parser.add_argument("--no-cache", action="store_true", help="do not use the compiled-rule cache")
+    parser.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from sigmahunt.cache import NO_CACHE_HELP
 from sigmahunt.results import LEVELS
 from sigmahunt.timefilter import TimeFilter, add_filter_options, from_args
 
@@ -30,7 +31,7 @@ def add_hunt_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", "-r", action="append", default=[], metavar="PATH",
                         help="Sigma rule file or folder (repeatable)")
     parser.add_argument("--placeholders", help="YAML file of placeholder values for |expand")
-    parser.add_argument("--no-cache", action="store_true", help="do not use the compiled-rule cache")
+    parser.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     parser.add_argument("--store", help="keep normalised events in this folder (re-hunt without re-parsing)")
     parser.add_argument("--format-in", help="force the log format instead of detecting it per file")
     parser.add_argument("--level", choices=LEVELS, help="minimum rule level")
