@@ -207,3 +207,12 @@ def test_regex_prefilter_never_rules_out_a_match() -> None:
         for index, matched in enumerate(exact):
             if matched:
                 assert index in kept, (pattern, values[index])
+
+
+def test_invalid_utf8_anywhere_in_a_chunk_takes_the_per_record_path(tmp_path: Path) -> None:
+    """The raw-line column wraps the chunk's bytes as text: only valid UTF-8 may get there."""
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"Channel": "Security", "EventID": 1, "Notes": "caf\xff"}\n{"Channel": "Security"}\n')
+    frame = _frame(path, Projection.of(["EventID"]))
+    assert RAW_COL not in frame.columns  # declined: every field, read record by record
+    assert frame.get_column("Notes").to_list() == ["caf\ufffd", None]

@@ -450,7 +450,8 @@ def raw_columns(chunk: LineChunk, lines: np.ndarray) -> list[pl.Series]:
 
     Each string runs from its line's start to the next record's start, so it may end
     with a newline and blank lines: harmless to a JSON decoder and to a literal scan.
-    (The chunk decoded as UTF-8 in Polars already, so it is valid UTF-8.)
+    (Schema inference parsed every value of the chunk, and declines invalid UTF-8, so
+    the text is valid UTF-8.)
     """
     starts = np.asarray(line_starts(chunk.data), dtype=np.int64)
     offsets = np.append(starts[lines - chunk.first_line], len(chunk.data))
@@ -478,7 +479,10 @@ def line_starts(data: bytes) -> list[int]:
 def complete_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """The same rows with every field: those read under a projection are re-read from
     their raw line by the per-record reader (the fast path's reference), the others
-    are complete already. Meant for a few rows: keyword candidates, detections."""
+    are complete already. Meant for a few rows: keyword candidates, detections.
+
+    A raw line the per-record reader cannot decode (Polars read it, so this should not
+    happen) keeps its projected fields rather than losing the event."""
     if RAW_COL not in frame.columns:
         return frame
     raw = frame.get_column(RAW_COL)
