@@ -34,6 +34,7 @@ from sigma.correlations import (
 )
 
 from sigmahunt.correlation.conditions import bounds_of
+from sigmahunt.engines.embedded.compiler import meta_of
 from sigmahunt.engines.embedded.ir import RuleMeta
 from sigmahunt.rules.loader import LoadedCorrelation, RuleFailure
 
@@ -155,20 +156,7 @@ class _MetaHolder:
 
 def correlation_meta(loaded: LoadedCorrelation) -> RuleMeta:
     rule = loaded.rule
-    return RuleMeta(
-        rule_id=str(rule.id) if rule.id else "",
-        title=rule.title or "",
-        level=str(rule.level.name).lower() if rule.level else "",
-        status=str(rule.status.name).lower() if rule.status else "",
-        tags=[str(t) for t in (rule.tags or [])],
-        path=loaded.path,
-        description=rule.description or "",
-        author=rule.author or "",
-        falsepositives=[str(f) for f in (rule.falsepositives or [])],
-        references=[str(r) for r in (rule.references or [])],
-        logsource="",
-        name=rule.name or "",
-    )
+    return meta_of(rule, str(rule.id) if rule.id else "", loaded.path, "", default_level="")
 
 
 def build_plan(

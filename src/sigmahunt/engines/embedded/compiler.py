@@ -101,18 +101,23 @@ def rule_meta(loaded: LoadedRule) -> RuleMeta:
     rule = loaded.rule
     logsource = rule.logsource
     ls = "/".join(str(x) for x in (logsource.product, logsource.category, logsource.service) if x)
+    return meta_of(rule, loaded.rule_id, loaded.path, ls, default_level="informational")
+
+
+def meta_of(rule: Any, rule_id: str, path: str, logsource: str, default_level: str) -> RuleMeta:
+    """What a detection record says about a pySigma rule or correlation rule."""
     return RuleMeta(
-        rule_id=loaded.rule_id,
+        rule_id=rule_id,
         title=rule.title or "",
-        level=str(rule.level.name).lower() if rule.level else "informational",
+        level=str(rule.level.name).lower() if rule.level else default_level,
         status=str(rule.status.name).lower() if rule.status else "",
         tags=[str(t) for t in (rule.tags or [])],
-        path=loaded.path,
+        path=path,
         description=rule.description or "",
         author=rule.author or "",
         falsepositives=[str(f) for f in (rule.falsepositives or [])],
         references=[str(r) for r in (rule.references or [])],
-        logsource=ls,
+        logsource=logsource,
         name=rule.name or "",
     )
 
