@@ -190,7 +190,12 @@ class RawKeywordPrefilter:
     def __init__(self, patterns: Sequence[bytes]) -> None:
         self.patterns = sorted(set(patterns))
         use_hyperscan = hyperscan is not None and os.environ.get(USE_HYPERSCAN_ENV, "1") != "0"
-        self._database = _compile_raw(self.patterns) if use_hyperscan else None
+        self._database = None
+        if use_hyperscan:
+            try:
+                self._database = _compile_raw(self.patterns)
+            except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
+                self._database = None
         self._scanner = KeywordPrefilter((), ())
         self._scanner._database = self._database
 
@@ -254,7 +259,10 @@ class ChunkKeywordScanner:
         usable = {s: p for s, p in prefilters.items() if p is not None}
         if not usable or hyperscan is None or os.environ.get(USE_HYPERSCAN_ENV, "1") == "0":
             return None
-        return cls(usable)
+        try:
+            return cls(usable)
+        except hyperscan.error:  # a pattern Hyperscan refuses: each batch's raw column is scanned
+            return None
 
     def scan(self, data: bytes, offsets: np.ndarray) -> np.ndarray:
         flags = np.zeros(len(offsets) - 1, dtype=np.uint64)
