@@ -10,6 +10,7 @@ tmp_path, and the project's JSON/CSV/XML fixtures are interleaved with them.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ def test_internal_error_drops_only_that_files_rows(tmp_path: Path, monkeypatch: 
         return row
 
     monkeypatch.setattr(evtx_reader, "_row", flaky)
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "off")  # _row is the Python reader's (see test_native_evtx)
     for batch_size in (1000, 50_000):
         seen.clear()
         expected, expected_problems = read_one_by_one(files, batch_size=batch_size)
@@ -218,3 +220,33 @@ def test_non_evtx_files_report_the_same_without_shared(tmp_path: Path) -> None:
 def test_packer_rejects_an_empty_limit() -> None:
     with pytest.raises(ValueError):
         evtx_reader.EvtxPacker(0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ledger_bulk_records_equal_one_by_one(seed: int) -> None:
+    """``_Ledger.records`` (native steps, in bulk) == ``record`` per id, on runs with
+    duplicates, gaps, ids out of every range and interleaved parser errors."""
+    import random
+
+    rng = random.Random(seed)
+    chunks = [evtx_reader.ChunkInfo(i, first_id=10 * i + 1, last_id=10 * i + rng.choice([5, 10])) for i in range(4)]
+    chunks.append(evtx_reader.ChunkInfo(4, problem="corrupt"))
+    ids: list[int] = []
+    for _ in range(rng.randrange(1, 8)):  # ascending runs (the bulk path) and random ids
+        if rng.random() < 0.6:
+            ids += sorted(rng.sample(range(0, 45), rng.randrange(1, 12)))
+        else:
+            ids += [rng.randrange(0, 50) for _ in range(rng.randrange(1, 6))]
+    cuts = sorted(rng.sample(range(len(ids) + 1), k=min(3, len(ids) + 1)))
+    one = evtx_reader._Ledger(chunks)
+    bulk = evtx_reader._Ledger([evtx_reader.ChunkInfo(**vars(c) | {"seen": set()}) for c in chunks])
+    for begin, end in zip([0, *cuts], [*cuts, len(ids)]):
+        for record_id in ids[begin:end]:
+            one.record(record_id)
+        bulk.records(struct.pack(f"<{end - begin}Q", *ids[begin:end]))
+        hit = rng.choice(chunks[:4])
+        message = f"Failed to parse chunk containing record IDs {hit.first_id}..{hit.last_id}: boom"
+        one.error(message)
+        bulk.error(message)
+    assert [c.seen for c in bulk.chunks] == [c.seen for c in one.chunks]
+    assert bulk.cursor == one.cursor

@@ -129,7 +129,21 @@ def _scanner_modes() -> list[str | None]:
         return [None]
     if getattr(scanners, "hyperscan", None) is None or not hasattr(scanners, "USE_HYPERSCAN_ENV"):
         return [None]
-    return ["1", "0"]  # Hyperscan, then the portable Aho-Corasick scanner
+    modes: list[str | None] = ["1", "0"]  # Hyperscan, then the portable Aho-Corasick scanner
+    if _native_available():
+        modes.append(NATIVE_MODE)  # the native field matcher (its non-ASCII values: Hyperscan)
+    return modes
+
+
+NATIVE_MODE = "native"
+
+
+def _native_available() -> bool:
+    try:
+        from sigmahunt.native import _imported
+    except ImportError:
+        return False
+    return _imported() is not None
 
 
 SCANNER_MODES = _scanner_modes()
@@ -153,7 +167,9 @@ def _environ(**values: str | None) -> Iterator[None]:
 
 def _scanner(mode: str | None) -> contextlib.AbstractContextManager[None]:
     """Build plans with this scanner, and without writing compiled databases to the user's cache."""
-    return _environ(SIGMAHUNT_HYPERSCAN=mode, SIGMAHUNT_CACHE_DIR="off")
+    if mode == NATIVE_MODE:
+        return _environ(SIGMAHUNT_HYPERSCAN="1", SIGMAHUNT_NATIVE="on", SIGMAHUNT_CACHE_DIR="off")
+    return _environ(SIGMAHUNT_HYPERSCAN=mode, SIGMAHUNT_NATIVE="off", SIGMAHUNT_CACHE_DIR="off")
 
 
 def engine_hits(rule_yamls: Sequence[str], batches: Sequence[Sequence[Mapping[str, Any]]],

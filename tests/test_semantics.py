@@ -8,13 +8,20 @@ import pytest
 
 from sigmahunt.engines.embedded.compiler import RuleCompileError
 from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV
+from sigmahunt.native import _imported
 from tests.conftest import compile_yaml, matching, rule
 
 
-@pytest.fixture(autouse=True, params=["hyperscan", "portable"])
+def _matchers() -> list[str]:
+    return ["hyperscan", "portable"] + (["native"] if _imported() is not None else [])
+
+
+@pytest.fixture(autouse=True, params=_matchers())
 def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every behaviour holds with both multi-pattern scanners (Hyperscan and Aho-Corasick+RE2)."""
-    monkeypatch.setenv(USE_HYPERSCAN_ENV, "1" if request.param == "hyperscan" else "0")
+    """Every behaviour holds with both multi-pattern scanners (Hyperscan and Aho-Corasick+RE2),
+    and with the native field matcher where it is built (its non-ASCII values: Hyperscan)."""
+    monkeypatch.setenv(USE_HYPERSCAN_ENV, "0" if request.param == "portable" else "1")
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on" if request.param == "native" else "off")
 
 PATHS = [
     {"Image": r"C:\Windows\System32\cmd.exe"},  # 0

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,10 @@ import polars as pl
 from sigmahunt.engines.embedded.compiler import pcre_dollar
 from sigmahunt.engines.embedded.ir import Kind, Predicate
 from sigmahunt.engines.embedded.scanners import RegexPrefilter, ScanEntry, Scanner, build_scanner
+from sigmahunt.native import native
+
+#: Scanned kinds as the native FieldMatcher numbers them (native/src/matcher.rs).
+_NATIVE_KIND = {Kind.CONTAINS: 0, Kind.PREFIX: 1, Kind.SUFFIX: 2}
 
 #: Kinds answered by the multi-pattern scanners.
 _SCANNED = frozenset({Kind.CONTAINS, Kind.PREFIX, Kind.SUFFIX})
@@ -84,10 +89,15 @@ class ValueMatcher:
     cache_chars: int = 0
     regex_prefilter: RegexPrefilter | None = None  # built on first use (None: no Hyperscan)
     regex_prefilter_built: bool = False
+    #: The native module when it was on as the plan was built (decided then, so a plan
+    #: keeps one behaviour), and the Rust twin built from it on first use.
+    native_module: Any = None
+    native: Any = None
+    native_built: bool = False
 
     @classmethod
     def build(cls, items: Iterable[tuple[int, Predicate]]) -> ValueMatcher:
-        self = cls()
+        self = cls(native_module=native())
         for pid, p in items:
             scan = self.scan_cased if p.cased else self.scan_fold
             if p.kind is Kind.EQ:
@@ -135,6 +145,35 @@ class ValueMatcher:
                 else:
                     target.add(entry.text)
         return sorted(folded), sorted(cased)
+
+    def native_matcher(self) -> Any | None:
+        """The Rust twin of this matcher (row masks straight from Arrow buffers, ASCII values;
+        see native/src/matcher.rs), or None: native module absent or off, or a cidr, numeric
+        or time-part test, which only this Python matcher answers."""
+        if not self.native_built:
+            self.native_built = True
+            self.native = self._build_native()
+        return self.native
+
+    def _build_native(self) -> Any | None:
+        module = self.native_module
+        if module is None or self.cidrs or self.compares or self.timeparts:
+            return None
+
+        def literals(entries: list[ScanEntry]) -> list[tuple[int, int, str]]:
+            return [(e.pid, _NATIVE_KIND[e.kind], e.text) for e in entries if e.kind is not Kind.GLOB]
+
+        def globs(entries: list[ScanEntry]) -> list[tuple[int, str, str | None]]:
+            return [(e.pid, e.text, e.required[0] if e.required else None) for e in entries if e.kind is Kind.GLOB]
+
+        try:
+            return module.FieldMatcher(
+                list(self.eq_fold.items()), list(self.eq_cased.items()), list(self.any_value),
+                literals(self.scan_fold), literals(self.scan_cased), globs(self.scan_fold), globs(self.scan_cased),
+                [(pid, pattern) for pid, pattern, _ in self.regexes],
+            )
+        except (ValueError, UnicodeEncodeError):  # a pattern Rust refuses, a lone surrogate: Python answers
+            return None
 
     def match_values(self, values: Sequence[str]) -> list[tuple[int, ...]]:
         """For each distinct value, the ids of the predicates it satisfies (cached)."""

@@ -1,0 +1,253 @@
+"""The native EVTX reader (``native/src/evtx_columns.rs``) against the Python one.
+
+The Python reader is the reference: with the native module, ``EvtxPacker`` must yield the
+same frames (columns, order, values, nulls) and the same Unreadable reports (positions,
+reasons), in the same order, as with ``SIGMAHUNT_NATIVE=off``.  Inputs: every EVTX file
+in tests/fixtures and ../shared/sigma/regression_data (skipped where absent), dense files
+packed from them, and damaged variants built as tests/test_ingest.py builds them, plus
+seeded random damage (truncations, overwritten bytes) that drives the parser's error paths.
+
+Skipped when the native module is absent, unless ``SIGMAHUNT_REQUIRE_NATIVE=1`` (then a
+missing module fails).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from sigmahunt.ingest import evtx_reader
+from sigmahunt.ingest.frames import ColumnBuilder
+from sigmahunt.ingest.model import Unreadable
+from sigmahunt.native import native
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REGRESSION = SHARED / "sigma" / "regression_data"
+
+needs_shared = pytest.mark.skipif(not REGRESSION.is_dir(), reason="../shared is absent")
+
+Item = pl.DataFrame | Unreadable
+Input = tuple[str, bytes]
+
+
+@pytest.fixture(autouse=True)
+def _native_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip (or fail, with SIGMAHUNT_REQUIRE_NATIVE=1) without the native EVTX reader."""
+    monkeypatch.delenv("SIGMAHUNT_NATIVE", raising=False)
+    module = native()
+    if module is None or not hasattr(module, "EvtxFile"):
+        if os.environ.get("SIGMAHUNT_REQUIRE_NATIVE") == "1":
+            pytest.fail("SIGMAHUNT_REQUIRE_NATIVE=1 but the native EVTX reader is not available")
+        pytest.skip("native module absent")
+
+
+def evtx_inputs() -> list[Input]:
+    paths = sorted(FIXTURES.rglob("*.evtx"))
+    if REGRESSION.is_dir():
+        paths += sorted(REGRESSION.rglob("*.evtx"))
+    return [(str(p), p.read_bytes()) for p in paths]
+
+
+def packed_read(inputs: Sequence[Input], *, use_native: bool, frame_rows: int, hand_back_every: int = 0) -> list[Item]:
+    """Everything one ``EvtxPacker`` yields for the inputs, in order."""
+    previous = os.environ.pop("SIGMAHUNT_NATIVE", None)
+    if not use_native:
+        os.environ["SIGMAHUNT_NATIVE"] = "off"
+    try:
+        packer = evtx_reader.EvtxPacker(frame_rows)
+    finally:
+        os.environ.pop("SIGMAHUNT_NATIVE", None)
+        if previous is not None:
+            os.environ["SIGMAHUNT_NATIVE"] = previous
+    assert isinstance(packer._builder, evtx_reader.NativeColumns) is use_native
+    if hand_back_every:
+        packer._builder = evtx_reader.NativeColumns(packer._builder.module, hand_back_every)
+    items: list[Item] = []
+    for source, data in inputs:
+        items += packer.read(source, data)
+    items += packer.flush()
+    return items
+
+
+def assert_same_items(
+    inputs: Sequence[Input], frame_rows: int = evtx_reader.FRAME_ROWS, hand_back_every: int = 0
+) -> tuple[int, int]:
+    """Native == Python reader on the inputs; returns (rows, unreadables) compared."""
+    expected = packed_read(inputs, use_native=False, frame_rows=frame_rows)
+    actual = packed_read(inputs, use_native=True, frame_rows=frame_rows, hand_back_every=hand_back_every)
+    assert [type(i).__name__ for i in actual] == [type(i).__name__ for i in expected]
+    rows = problems = 0
+    for got, want in zip(actual, expected, strict=True):
+        if isinstance(want, Unreadable):
+            assert got == want
+            problems += 1
+            continue
+        assert isinstance(got, pl.DataFrame)
+        assert got.columns == want.columns
+        assert got.dtypes == want.dtypes
+        assert_frame_equal(got, want)
+        rows += want.height
+    return rows, problems
+
+
+def test_no_fixture_or_regression_evtx_differs() -> None:
+    inputs = evtx_inputs()
+    if not inputs:
+        pytest.skip("no EVTX file in tests/fixtures and ../shared is absent")
+    rows, _ = assert_same_items(inputs)
+    assert rows > 0
+
+
+@needs_shared
+@pytest.mark.parametrize("frame_rows", [1, 7, 50])
+def test_frames_cut_at_the_same_rows(frame_rows: int) -> None:
+    rows, _ = assert_same_items(evtx_inputs()[:20], frame_rows)
+    assert rows > 0
+
+
+@needs_shared
+def test_dense_packed_files() -> None:
+    """Thousands of records per file (many chunks): the shape the benchmark measures."""
+    chunks = [c for _, data in evtx_inputs() for c in _chunks(data)]
+    template = evtx_inputs()[0][1]
+    dense = _evtx_with_chunks(chunks * 3, template)
+    rows, problems = assert_same_items([("dense.evtx", dense)], 1000)
+    assert rows > 100 and problems == 0
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    for offset in range(4096, len(data) - 65535, 65536):
+        chunk = data[offset : offset + 65536]
+        if chunk.startswith(b"ElfChnk\x00"):
+            yield chunk
+
+
+def _evtx_with_chunks(chunks: list[bytes], template: bytes) -> bytes:
+    """An EVTX file made of the given 64 KiB chunks (header from template), as test_ingest."""
+    header = bytearray(template[:4096])
+    struct.pack_into("<Q", header, 16, len(chunks) - 1)
+    struct.pack_into("<H", header, 42, len(chunks))
+    struct.pack_into("<I", header, 124, zlib.crc32(bytes(header[:120])))
+    return bytes(header) + b"".join(chunks)
+
+
+def damaged_inputs() -> list[Input]:
+    """The damage tests/test_ingest.py and test_evtx_packing.py apply, on three chunks."""
+    files = [data for _, data in evtx_inputs()]
+    chunks = [next(_chunks(d)) for d in files[:3]]
+    whole = _evtx_with_chunks(chunks, files[0])
+    broken = bytearray(whole)
+    broken[4096 + 65536 : 4096 + 65536 + 8] = b"XXXXXXXX"
+    damaged = bytearray(whole)
+    damaged[4096 + 65536 + 600 : 4096 + 65536 + 900] = b"\xff" * 300
+    scrambled = bytearray(whole)
+    scrambled[8:40] = b"\xff" * 32
+    return [
+        ("whole.evtx", whole),
+        ("cut.evtx", whole[: 4096 + 65536 + 30_000]),
+        ("cut_header.evtx", whole[:4000]),
+        ("chunk.evtx", bytes(broken)),
+        ("record.evtx", bytes(damaged)),
+        ("header.evtx", b"ElfFilX\x00" + whole[8:]),
+        ("fields.evtx", bytes(scrambled)),
+        ("notevtx.evtx", b"not an EVTX file at all"),
+        ("empty.evtx", b"ElfFile\x00" + b"\x00" * 100),
+    ]
+
+
+@needs_shared
+@pytest.mark.parametrize("frame_rows", [2, 50_000])
+def test_records_handed_back_keep_their_place(frame_rows: int) -> None:
+    """Records the native side hands back (floats, odd JSON...) are rendered by ``_row``
+    in their place among the native rows (forced here: every 3rd record id)."""
+    rows, problems = assert_same_items([*evtx_inputs()[:30], *damaged_inputs()], frame_rows, hand_back_every=3)
+    assert rows > 0 and problems > 0
+
+
+@needs_shared
+def test_damaged_files_report_the_same() -> None:
+    _, problems = assert_same_items(damaged_inputs())
+    assert problems > 0
+
+
+@needs_shared
+def test_random_damage_reports_the_same() -> None:
+    """Seeded random overwrites and cuts: the parser's record, chunk and file errors."""
+    rng = random.Random(20261128)
+    whole = damaged_inputs()[0][1]
+    inputs: list[Input] = []
+    for trial in range(60):
+        data = bytearray(whole)
+        if trial % 4 == 0:
+            data = data[: rng.randrange(4096, len(data))]
+        else:
+            start = rng.randrange(4096, len(data))
+            for at in range(start, min(len(data), start + rng.choice([1, 4, 32, 400]))):
+                data[at] = rng.randrange(256)
+        inputs.append((f"fuzz{trial}.evtx", bytes(data)))
+    rows, problems = assert_same_items(inputs, 500)
+    assert rows > 0 and problems > 0
+
+
+@needs_shared
+def test_closing_mid_file_rolls_back_the_same() -> None:
+    """A consumer that stops inside a file (GeneratorExit) leaves the same rows behind."""
+    inputs = evtx_inputs()[:6]
+
+    def stop_in_last(use_native: bool) -> list[Item]:
+        previous = os.environ.get("SIGMAHUNT_NATIVE")
+        os.environ["SIGMAHUNT_NATIVE"] = "1" if use_native else "off"
+        try:
+            packer = evtx_reader.EvtxPacker(3)
+        finally:
+            os.environ.pop("SIGMAHUNT_NATIVE")
+            if previous is not None:
+                os.environ["SIGMAHUNT_NATIVE"] = previous
+        items: list[Item] = []
+        for source, data in inputs[:-1]:
+            items += packer.read(source, data)
+        reading = packer.read(*inputs[-1])
+        items.append(next(reading, None) or pl.DataFrame())
+        reading.close()
+        return items + list(packer.flush())
+
+    expected, actual = stop_in_last(False), stop_in_last(True)
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        if isinstance(want, pl.DataFrame):
+            assert isinstance(got, pl.DataFrame)
+            assert_frame_equal(got, want)
+        else:
+            assert got == want
+
+
+def test_rows_added_from_python_build_the_same_frame() -> None:
+    """Records handed back to Python (and non-EVTX reports' files) enter through ``add``."""
+    module = native()
+    assert module is not None
+    rows = [
+        {"a": "1", "b": None, "_source": "s", "_position": "record 1"},
+        {"a": "é\x00\n", "c": "", "_source": "s", "_position": "record 2"},
+        {"b": "x" * 1000, "_source": "s", "_position": "record 3"},
+    ]
+    python, rust = ColumnBuilder(), evtx_reader.NativeColumns(module)
+    for row in rows:
+        python.add(dict(row))
+        rust.add(dict(row))
+    mark_python, mark_rust = python.mark(), rust.mark()
+    assert mark_python == mark_rust
+    python.add({"d": "gone"})
+    rust.add({"d": "gone"})
+    python.rollback(mark_python)
+    rust.rollback(mark_rust)
+    assert_frame_equal(rust.take(), python.take())
+    assert rust.height == 0

@@ -1,0 +1,208 @@
+"""The native field matcher (native/src/matcher.rs) against the Python ValueMatcher it mirrors.
+
+Both are built from the same compiled predicates; for every value the set of predicates
+that hold must be the same. The values are made from the rules' own literals (as written,
+upper-cased, embedded, cut), so each predicate is tested where it can hold and where it
+nearly does; non-ASCII values are handed back to Python by design and checked too.
+Skipped where the native module is not built, unless SIGMAHUNT_REQUIRE_NATIVE=1 (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sigmahunt.engines.embedded.evaluator import RuleSetPlan
+from sigmahunt.engines.embedded.ir import Kind
+from sigmahunt.engines.embedded.matcher import ValueMatcher
+from sigmahunt.native import _imported
+from tests.conftest import SHARED, compile_yaml, matching, rule
+
+if _imported() is None:
+    if os.environ.get("SIGMAHUNT_REQUIRE_NATIVE") == "1":
+        raise RuntimeError("SIGMAHUNT_REQUIRE_NATIVE=1 but the native module is not importable (pip install ./native)")
+    pytest.skip("the native module is not built (pip install ./native)", allow_module_level=True)
+
+
+def _plan(rule_yamls: Sequence[str], native: bool, monkeypatch: pytest.MonkeyPatch) -> RuleSetPlan:
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on" if native else "off")
+    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
+    return RuleSetPlan.build([compile_yaml(y) for y in rule_yamls])
+
+
+def _native_pids(matcher: ValueMatcher, values: Sequence[str | None], array_type: pa.DataType) -> list[set[int]]:
+    """Per value, the predicates whose native mask is set on its row (Python for non-ASCII)."""
+    native = matcher.native_matcher()
+    assert native is not None
+    array = pa.array(values, type=array_type)
+    schema, data = array.__arrow_c_array__()
+    found, declined = native.masks(schema, data, None)
+    out: list[set[int]] = [set() for _ in values]
+    for pid, mask in found:
+        for row in np.flatnonzero(np.frombuffer(mask, dtype=bool)):
+            out[row].add(pid)
+    for (value, rows), pids in zip(declined, matcher.match_values([v for v, _ in declined])):
+        assert not value.isascii()
+        for row in rows:
+            assert values[row] == value
+            out[row].update(pids)
+    return out
+
+
+def _python_pids(matcher: ValueMatcher, values: Sequence[str | None]) -> list[set[int]]:
+    present = [v for v in values if v is not None]
+    answers = dict(zip(present, matcher.match_values(present)))
+    return [set(answers[v]) if v is not None else set() for v in values]
+
+
+def _variants(literal: str, rng: random.Random) -> Iterator[str]:
+    """Values around one literal: itself, other case, embedded, cut, doubled."""
+    yield literal
+    yield literal.upper()
+    yield literal.swapcase()
+    yield "x" + literal
+    yield literal + "y"
+    yield "C:\\Prefix\\" + literal.upper() + "\\suffix.exe"
+    yield literal[1:]
+    yield literal[:-1]
+    yield literal + literal
+    yield "".join(c.upper() if rng.random() < 0.5 else c for c in literal)
+
+
+def _values_for(matcher: ValueMatcher, rng: random.Random, limit: int = 400) -> list[str | None]:
+    literals = [*matcher.eq_fold, *matcher.eq_cased]
+    for entry in (*matcher.scan_fold, *matcher.scan_cased):
+        literals.extend(entry.required if entry.kind is Kind.GLOB else (entry.text,))
+    rng.shuffle(literals)
+    values: list[str | None] = [None, "", " ", "-", "\\", "a\nb", "x" * 3000]
+    for literal in literals[:limit]:
+        values.extend(_variants(literal, rng))
+    # whole-value combinations of two literals (globs, startswith + endswith, regex bodies)
+    for _ in range(min(200, len(literals))):
+        a, b = rng.choice(literals), rng.choice(literals)
+        values.extend([a + b, a + " " + b + "\n"])
+    return values
+
+
+PATTERN_RULES = [
+    rule(r"""
+        sel:
+            Image|endswith: ['\cmd.exe', '\powershell.exe']
+            CommandLine|contains|all: [' -enc', 'bypass']
+        sel2:
+            CommandLine|startswith: 'C:\Windows\Temp\'
+        sel3:
+            CommandLine|re: '(?i)invoke-(expression|webrequest)\s'
+        sel4:
+            CommandLine|cased: 'Mimikatz'
+        sel5:
+            CommandLine: 'whoami*/all'
+        sel6:
+            CommandLine|cased|contains: 'CasedLiteral'
+        sel7:
+            Image: 'C:\Users\*\AppData\?ocal\x.exe'
+        sel8:
+            CommandLine|re: 'foo$'
+        condition: 1 of sel*
+    """),
+    rule(r"""
+        sel:
+            CommandLine|contains: ['ünïcode', 'ΣΊΣΥΦΟΣ', 'İstanbul', 'ﬀ']
+            Image|endswith: 'ẞ.exe'
+        condition: sel
+    """),
+]
+
+
+@pytest.mark.parametrize("array_type", [pa.string(), pa.large_string(), pa.string_view()])
+def test_hand_made_rules_agree_value_by_value(array_type: pa.DataType, monkeypatch: pytest.MonkeyPatch) -> None:
+    python_plan = _plan(PATTERN_RULES, native=False, monkeypatch=monkeypatch)
+    native_plan = _plan(PATTERN_RULES, native=True, monkeypatch=monkeypatch)
+    rng = random.Random(7)
+    extra = ["C:\\Windows\\System32\\CMD.EXE", "Ünïcode -ENC bypass", "ςίσυφος", "σίσυφοσ", "İSTANBUL", "istanbul",
+             "i̇stanbul", "FF", "ﬀ", "ß.exe", "ẞ.EXE", "Invoke-Expression x", "INVOKE-WEBREQUEST\t", "foo\n", "foo",
+             "whoami /all", "WHOAMI  /ALL", "C:\\Users\\bob\\AppData\\Local\\x.exe", "c:\\users\\\\appdata\\local\\X.EXE"]
+    for name, matcher in native_plan.matchers.items():
+        if matcher.native_matcher() is None:
+            continue
+        values = _values_for(python_plan.matchers[name], rng) + extra
+        assert _native_pids(matcher, values, array_type) == _python_pids(python_plan.matchers[name], values), name
+
+
+def test_positions_and_offsets_select_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(PATTERN_RULES[:1], native=True, monkeypatch=monkeypatch)
+    native = plan.matchers["Image"].native_matcher()
+    values = ["C:\\a\\cmd.exe", None, "d:\\x\\POWERSHELL.EXE", "C:\\b\\cmd.exe", "nothing", "C:\\c\\cmd.exe"]
+    array = pa.array(["padding", *values], type=pa.string_view()).slice(1)  # an offset into the buffers
+    schema, data = array.__arrow_c_array__()
+    found, declined = native.masks(schema, data, np.array([0, 1, 2, 4], dtype="<i8").tobytes())
+    assert declined == []
+    rows = {pid: np.flatnonzero(np.frombuffer(mask, dtype=bool)).tolist() for pid, mask in found}
+    assert sorted(rows.values()) == [[0], [2]]  # rows 3 and 5 match but were not asked for
+    with pytest.raises(ValueError):
+        native.masks(*array.__arrow_c_array__(), np.array([6], dtype="<i8").tobytes())
+
+
+def test_engine_results_are_the_same_with_and_without_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = [{"Image": v, "CommandLine": c} for v, c in [
+        ("C:\\Windows\\System32\\cmd.exe", "cmd /c whoami /all"),
+        ("C:\\x\\Ünïcode\\cmd.exe", "C:\\Windows\\Temp\\a.exe"),
+        ("C:\\x\\ẞ.exe", "ünïcode"),
+        ("C:\\x\\powershell.exe", "Invoke-Expression  -enc BYPASS"),
+        ("C:\\x\\other.exe", "foo\n"),
+    ]]
+    results = {}
+    for mode in ("off", "on"):
+        monkeypatch.setenv("SIGMAHUNT_NATIVE", mode)
+        results[mode] = [matching(r, events) for r in PATTERN_RULES]
+    assert results["on"] == results["off"] == [[1, 3, 4], [2]]
+
+
+@pytest.mark.skipif(not (SHARED / "sigma" / "rules").exists(), reason="../shared/sigma is not present")
+def test_every_sigmahq_field_matcher_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All SigmaHQ Windows rules' field matchers, on values made from their own literals."""
+    from sigmahunt.rules.prepare import prepare_rules
+
+    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
+    prepared = prepare_rules([SHARED / "sigma" / "rules" / "windows"])
+    rules = prepared.runnable
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "off")
+    python_plan = RuleSetPlan.build(rules)
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
+    native_plan = RuleSetPlan.build(rules)
+    rng = random.Random(11)
+    checked = 0
+    for name, matcher in native_plan.matchers.items():
+        if matcher.native_matcher() is None:
+            continue
+        values = _values_for(python_plan.matchers[name], rng, limit=150)
+        assert _native_pids(matcher, values, pa.string_view()) == _python_pids(python_plan.matchers[name], values), name
+        checked += 1
+    assert checked > 100
+
+
+def test_fields_with_cidr_or_numbers_stay_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan([rule("""
+        sel:
+            DestinationIp|cidr: '10.0.0.0/8'
+            DestinationPort|gt: 1000
+        condition: sel
+    """)], native=True, monkeypatch=monkeypatch)
+    assert plan.matchers["DestinationIp"].native_matcher() is None
+    assert plan.matchers["DestinationPort"].native_matcher() is None
+
+
+def test_native_off_builds_no_native_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(PATTERN_RULES[:1], native=False, monkeypatch=monkeypatch)
+    assert all(m.native_matcher() is None for m in plan.matchers.values())
+
+
+def test_repository_has_the_crate() -> None:
+    crate = Path(__file__).resolve().parents[1] / "native"
+    assert (crate / "Cargo.toml").exists() and (crate / "src" / "matcher.rs").exists()
