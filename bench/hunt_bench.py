@@ -49,8 +49,10 @@ def machine() -> dict[str, Any]:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {name: _version(name) for name in ("sigmahunt", "pysigma", "polars", "pyarrow", "hyperscan",
                                                    "pyahocorasick", "evtx", "orjson", "numpy")}
+    from sigmahunt.native import status
+
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory, 1), "python": platform.python_version(),
-            "versions": versions, "load_average": os.getloadavg()}
+            "versions": versions, "native": status(), "load_average": os.getloadavg()}
 
 
 def _version(name: str) -> str:

@@ -22,7 +22,7 @@ import polars as pl
 
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
-from sigmahunt.ingest import EventBatch, Projection, Unreadable, complete_rows, read_logs
+from sigmahunt.ingest import EventBatch, Projection, Unreadable, complete_records, read_logs
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
@@ -107,9 +107,9 @@ class DetectionCollector:
 
 
 def _row_events(frame: pl.DataFrame, rows: np.ndarray) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
-    subset = complete_rows(frame[rows.tolist()])  # every field, also of events read under a projection
+    records = complete_records(frame[rows.tolist()])  # every field, also of events read under a projection
     out = {}
-    for row, record in zip(rows.tolist(), subset.iter_rows(named=True)):
+    for row, record in zip(rows.tolist(), records):
         # Sorted keys: the same event gives byte-identical output whatever batch it was in.
         fields = {k: record[k] for k in sorted(record) if record[k] is not None and not k.startswith("_")}
         provenance = {target: record.get(column) for column, target in PROVENANCE.items()}

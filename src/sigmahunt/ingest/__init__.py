@@ -54,9 +54,9 @@ records in the input.  See ``formats`` (detection and what is skipped),
 """
 
 from .formats import LogFormat, detect_format
-from .json_reader import complete_rows
+from .json_reader import complete_records, complete_rows
 from .model import METADATA_COLUMNS, RAW_COL, RAW_HITS_COL, EventBatch, Projection, RawLineScanner, Unreadable
 from .reader import read_logs
 
 __all__ = ["METADATA_COLUMNS", "RAW_COL", "RAW_HITS_COL", "EventBatch", "LogFormat", "Projection", "RawLineScanner",
-           "Unreadable", "complete_rows", "detect_format", "read_logs"]
+           "Unreadable", "complete_records", "complete_rows", "detect_format", "read_logs"]

@@ -568,22 +568,37 @@ def complete_rows(frame: pl.DataFrame) -> pl.DataFrame:
     if raw.null_count() == raw.len():
         return frame.drop(RAW_COL, RAW_HITS_COL, strict=False)
     builder = ColumnBuilder()
+    for record in complete_records(frame):
+        builder.add(record)
+    return builder.frame()
+
+
+def complete_records(frame: pl.DataFrame) -> list[dict[str, str | None]]:
+    """:func:`complete_rows` as one dict per row (its fields only, no nulls), without
+    building a frame: what detection records are made of (a frame of every field of a few
+    rows, read back row by row, cost more than the re-read itself)."""
+    if RAW_COL not in frame.columns:
+        return [{k: v for k, v in record.items() if v is not None} for record in frame.iter_rows(named=True)]
+    out = []
     for record in frame.iter_rows(named=True):
         line = record.pop(RAW_COL)
         record.pop(RAW_HITS_COL, None)
-        row = None
-        if line is not None:
-            value, error = _loads(line)
-            if error is None:
-                try:
-                    row = normalise_record(value, LogFormat.FLAT_JSON)
-                except ShapeError:
-                    row = None
-            if row is not None:
-                row[SOURCE_COL] = record[SOURCE_COL]
-                row[POSITION_COL] = record[POSITION_COL]
-        builder.add(row if row is not None else {k: v for k, v in record.items() if v is not None})
-    return builder.frame()
+        row = _complete_row(line, record) if line is not None else None
+        out.append(row if row is not None else {k: v for k, v in record.items() if v is not None})
+    return out
+
+
+def _complete_row(line: str, record: dict[str, Any]) -> dict[str, str | None] | None:
+    value, error = _loads(line)
+    if error is not None:
+        return None
+    try:
+        row = normalise_record(value, LogFormat.FLAT_JSON)
+    except ShapeError:
+        return None
+    row[SOURCE_COL] = record[SOURCE_COL]
+    row[POSITION_COL] = record[POSITION_COL]
+    return row
 
 
 def _with_nested_columns(frame: pl.DataFrame, chunk: LineChunk, nested: list[str]) -> pl.DataFrame | None:

@@ -191,7 +191,8 @@ class _Work:
     true (grouping thousands of predicates per batch was a third of the evaluation)."""
 
     fields: list[tuple[str | None, set[int]]]
-    row_predicates: list[int]
+    #: Row-level predicates (exists, null, fieldref) and the selectors of the variants testing each.
+    row_predicates: list[tuple[int, frozenset[int]]]
     #: Predicate id -> indices (into plan.variants) of the variants testing it.
     variants_of: dict[int, list[int]]
     #: Variants true where all their tests are false (``not filter`` alone): always evaluated.
@@ -200,19 +201,19 @@ class _Work:
     @classmethod
     def build(cls, plan: RuleSetPlan) -> _Work:
         by_field: dict[str | None, set[int]] = defaultdict(set)
-        rows: set[int] = set()
+        rows: dict[int, set[int]] = defaultdict(set)
         variants_of: dict[int, list[int]] = defaultdict(list)
         for index, variant in enumerate(plan.variants):
             for gid in variant.predicates:
                 variants_of[gid].append(index)
                 p = plan.predicates[gid]
                 if p.kind in ROW_KINDS:
-                    rows.add(gid)
+                    rows[gid].add(variant.selector)
                 else:
                     by_field[p.field].add(gid)
         return cls(
             fields=list(by_field.items()),
-            row_predicates=sorted(rows),
+            row_predicates=[(gid, frozenset(rows[gid])) for gid in sorted(rows)],
             variants_of=dict(variants_of),
             true_when_all_false=[i for i, v in enumerate(plan.variants) if v.when_all_false],
         )
@@ -288,13 +289,16 @@ class BatchEvaluator:
     def _predicate_masks(self, columns: _ColumnIndex, selector_masks: list[Mask]) -> dict[int, Mask]:
         """Masks of the predicates that hold on some row; a predicate absent is False."""
         out: dict[int, Mask] = {}
-        for gid in self._work.row_predicates:
-            mask = self._row_predicate(self.plan.predicates[gid], columns)
+        unions: dict[frozenset[int], Mask] = {}
+        for gid, selectors in self._work.row_predicates:
+            rows = self._rows_of(selectors, selector_masks, unions)
+            if rows is False:
+                continue
+            mask = self._row_predicate(self.plan.predicates[gid], columns, rows)
             if mask is not False:
                 out[gid] = mask
-        unions: dict[frozenset[int], Mask] = {}
         for field_name, wanted in self._work.fields:
-            rows = self._rows_for(field_name, selector_masks, unions)
+            rows = self._rows_of(self._selectors_of_field.get(field_name, frozenset()), selector_masks, unions)
             if rows is False:
                 continue
             matcher = self.plan.matchers[field_name]
@@ -307,16 +311,15 @@ class BatchEvaluator:
                     out[gid] = mask
         return out
 
-    def _rows_for(
-        self, field_name: str | None, selector_masks: list[Mask], unions: dict[frozenset[int], Mask]
-    ) -> Mask:
-        """Rows whose values matter for a field: those of the selectors of rules testing it.
+    def _rows_of(self, selectors: frozenset[int], selector_masks: list[Mask], unions: dict[frozenset[int], Mask]) -> Mask:
+        """Rows whose values matter for tests made by variants of ``selectors``: the rows of
+        those selectors.
 
-        Outside them every rule using the field is false anyway (its selector is ANDed), so
+        Outside them every rule making the test is false anyway (its selector is ANDed), so
         matching there would be wasted work: a Security-only batch never scans CommandLine
         for the 1,400 process_creation rules' literals unless 4688 rows are present.
         """
-        active = frozenset(s for s in self._selectors_of_field.get(field_name, ()) if selector_masks[s] is not False)
+        active = frozenset(s for s in selectors if selector_masks[s] is not False)
         if active in unions:
             return unions[active]
         mask: Mask = False
@@ -454,16 +457,24 @@ class BatchEvaluator:
                 hit[positions[found]] = True
         return hit if hit.any() else False
 
-    def _row_predicate(self, p: Predicate, columns: _ColumnIndex) -> Mask:
+    def _row_predicate(self, p: Predicate, columns: _ColumnIndex, rows: Mask) -> Mask:
+        """Exists / null / fieldref. ``rows``: where it matters (elsewhere its rules' selectors
+        are false, so its value there is never used)."""
         column = columns.get(p.field) if p.field is not None else None
         if p.kind is Kind.EXISTS:
             return False if column is None else _valid_mask(column)
         if p.kind is Kind.NULL:
             return True if column is None else _not(_valid_mask(column))
-        # FIELDREF: compare two columns row by row, case-insensitively like every string test.
+        # FIELDREF: compare two columns row by row, case-insensitively like every string test,
+        # on the rows that matter only (lowercasing whole columns per batch cost ~1 s a hunt).
         other = columns.get(p.value)
         if column is None or other is None:
             return False
+        positions = None
+        if rows is not True:
+            positions = np.flatnonzero(rows)
+            selected = pl.Series(rows)
+            column, other = column.filter(selected), other.filter(selected)
         left, right = column.str.to_lowercase(), other.str.to_lowercase()
         if p.op == "startswith":
             result = pl.select(pl.lit(left).str.starts_with(pl.lit(right))).to_series()
@@ -471,7 +482,8 @@ class BatchEvaluator:
             result = pl.select(pl.lit(left).str.ends_with(pl.lit(right))).to_series()
         else:
             result = left == right
-        return _as_mask(result.fill_null(False).to_numpy())
+        mask = _as_mask(result.fill_null(False).to_numpy())
+        return mask if positions is None else _scatter(mask, positions, columns.height)
 
 
 class _ColumnIndex:
@@ -485,6 +497,7 @@ class _ColumnIndex:
             self._by_lower[name.lower()].append(name)
         self._merged: dict[str, pl.Series] = {}
         self._encodings: dict[tuple[str, bool], tuple[np.ndarray, dict[str, list[int]]] | None] = {}
+        self._in_masks: dict[tuple[str, tuple[str, ...], bool], Mask] = {}
 
     def get(self, name: str) -> pl.Series | None:
         """The field's values; spellings that differ in case (``Image`` from one source,
@@ -523,6 +536,15 @@ class _ColumnIndex:
         return self._in(name, values, folded=False)
 
     def _in(self, name: str, values: tuple[str, ...], folded: bool) -> Mask:
+        """Rows whose value is one of ``values``; remembered per batch (dozens of selectors
+        share a channel, and several rules the same EventID list)."""
+        key = (name, values, folded)
+        mask = self._in_masks.get(key)
+        if mask is None:
+            mask = self._in_masks[key] = self._compute_in(name, values, folded)
+        return mask
+
+    def _compute_in(self, name: str, values: tuple[str, ...], folded: bool) -> Mask:
         encoded = self._encoded(name, folded)
         if encoded is None:
             return False
