@@ -83,8 +83,11 @@ class ValueMatcher:
     timeparts: list[tuple[int, str, float]] = field(default_factory=list)
     scan_fold: list[ScanEntry] = field(default_factory=list)
     scan_cased: list[ScanEntry] = field(default_factory=list)
+    #: Built on first use: with the native matcher most fields never need them (only its
+    #: non-ASCII values come here), and building them all cost ~0.3 s of every hunt's start.
     scanner_fold: Scanner | None = None
     scanner_cased: Scanner | None = None
+    scanners_built: bool = False
     cache: dict[str, tuple[int, ...]] = field(default_factory=dict)
     cache_chars: int = 0
     regex_prefilter: RegexPrefilter | None = None  # built on first use (None: no Hyperscan)
@@ -121,9 +124,12 @@ class ValueMatcher:
                 self.timeparts.append((pid, p.op, p.number))
             else:
                 raise ValueError(f"{p.kind} is not a value-level predicate")
+        return self
+
+    def _build_scanners(self) -> None:
         self.scanner_fold = build_scanner(self.scan_fold)
         self.scanner_cased = build_scanner(self.scan_cased)
-        return self
+        self.scanners_built = True
 
     def prefilter_literals(self) -> tuple[list[str], list[str]] | None:
         """Literals one of which every matching value contains (folded, cased); None if unknown.
@@ -181,6 +187,8 @@ class ValueMatcher:
         missing = [v for v in values if v not in cache]
         if not missing:
             return [cache[v] for v in values]
+        if not self.scanners_built:
+            self._build_scanners()
         regex_hits = self._regex_hits(missing)
         fresh = {value: self._match_one(value, regex_hits.get(i, ())) for i, value in enumerate(missing)}
         out = [cache[v] if v in cache else fresh[v] for v in values]
