@@ -23,6 +23,15 @@ EXAMPLES = REPO / "examples"
 requires_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared is not present")
 
 
+@pytest.fixture(autouse=True)
+def native_matcher_on_small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests evaluate a few events at a time: let the native field matcher (where it is on)
+    take them too, instead of only batches of NATIVE_MIN_ROWS rows as in a hunt."""
+    from sigmahunt.engines.embedded import evaluator
+
+    monkeypatch.setattr(evaluator, "NATIVE_MIN_ROWS", 0)
+
+
 def as_string(value: Any) -> str | None:
     """Render a value the way the ingest stores it (every column is a string)."""
     if value is None:

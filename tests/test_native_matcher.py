@@ -206,3 +206,23 @@ def test_native_off_builds_no_native_matcher(monkeypatch: pytest.MonkeyPatch) ->
 def test_repository_has_the_crate() -> None:
     crate = Path(__file__).resolve().parents[1] / "native"
     assert (crate / "Cargo.toml").exists() and (crate / "src" / "matcher.rs").exists()
+
+
+def test_short_batches_keep_the_python_matcher_until_a_tall_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hunt over a few events does not pay for building native matchers; a tall batch
+    builds them, and later short batches (a hunt's last one) then use them too."""
+    from sigmahunt.engines.embedded import evaluator
+    from sigmahunt.engines.embedded.evaluator import BatchEvaluator
+    from tests.conftest import frame_of
+
+    monkeypatch.setattr(evaluator, "NATIVE_MIN_ROWS", 100)
+    plan = _plan(PATTERN_RULES[:1], native=True, monkeypatch=monkeypatch)
+    engine = BatchEvaluator(plan)
+    events = [{"Image": "C:\\x\\cmd.exe", "CommandLine": "a -enc bypass"}, {"Image": "C:\\x\\other.exe"}]
+    short = engine.evaluate(frame_of(events))
+    assert not plan.matchers["Image"].native_built
+    tall = engine.evaluate(frame_of(events * 60))
+    assert plan.matchers["Image"].native_built and plan.matchers["Image"].native is not None
+    again = engine.evaluate(frame_of(events))
+    assert {r: v.tolist() for r, v in short.items()} == {r: v.tolist() for r, v in again.items()} == {0: [0]}
+    assert tall[0].tolist() == list(range(0, 120, 2))

@@ -43,6 +43,11 @@ from sigmahunt.engines.embedded.keywords import ChunkKeywordScanner, KeywordPref
 from sigmahunt.engines.embedded.matcher import ValueMatcher
 from sigmahunt.ingest import RAW_COL, RAW_HITS_COL, complete_rows
 
+#: Batches at least this tall build a field's native matcher (native/src/matcher.rs) on first
+#: use; shorter ones, as in a hunt over a few events, keep the Python matcher unless the
+#: native one exists already: building them all (~0.5 s) costs more than such a hunt.
+NATIVE_MIN_ROWS = 2_000
+
 #: Columns the ingest adds for provenance; never matched by keyword searches.
 META_PREFIX = "_"
 ROW_KINDS = frozenset({Kind.EXISTS, Kind.NULL, Kind.FIELDREF})
@@ -335,7 +340,7 @@ class BatchEvaluator:
     ) -> dict[int, Mask]:
         if column is None:
             return {}
-        native_matcher = matcher.native_matcher()
+        native_matcher = matcher.native_matcher() if matcher.native_built or height >= NATIVE_MIN_ROWS else None
         if native_matcher is not None:
             return _native_field_masks(native_matcher, matcher, wanted, column, rows, height)
         positions = None
