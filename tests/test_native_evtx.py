@@ -251,3 +251,37 @@ def test_rows_added_from_python_build_the_same_frame() -> None:
     rust.rollback(mark_rust)
     assert_frame_equal(rust.take(), python.take())
     assert rust.height == 0
+
+
+# -- the Rust port of timestamps.iso_utc ------------------------------------------------
+
+_STAMP_PIECES = [
+    "2020-10-19", "0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29", "0000-01-01", "2020-13-01",
+    "T", "t", " ", "12:28:44", "00:00:00", "23:59:59", "24:00:00", "12:60:00",
+    ".", ",", ".5", ".6466242", ".123456789", ",1", "", "Z", "z", "UTC", " UTC", "+02:00", "-0530",
+    "+14:00", "-23:59", "+2:00", "+02:0", " ", "\t", "\n", "\u00a0", "\u0085", "\u001c", "\u2003", "\x0b",
+    "x", "9", "-",
+]
+
+
+def test_rust_iso_utc_agrees_with_python_on_generated_strings() -> None:
+    """Every string built from timestamp pieces (valid, odd and broken) gets the same answer."""
+    import random
+
+    from sigmahunt.ingest.timestamps import iso_utc
+    from sigmahunt.native import native
+
+    module = native()
+    if module is None or not hasattr(module, "evtx_iso_utc"):
+        pytest.skip("the native EVTX reader is not available")
+    rng = random.Random(5)
+    values = ["2026-04-20T10:00:35.6466242Z UTC", "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00",
+              " 2020-10-19T12:28:44.1 ", "2020-10-19 12:28:44", "2020-10-19T12:28:44Z\nUTC"]
+    for _ in range(20_000):
+        values.append("".join(rng.choice(_STAMP_PIECES) for _ in range(rng.randint(1, 7))))
+        date, time = rng.choice(_STAMP_PIECES[:7]), rng.choice(_STAMP_PIECES[10:15])
+        tail = "".join(rng.choice(_STAMP_PIECES[15:]) for _ in range(rng.randint(0, 3)))
+        values.append(f"{rng.choice(['', ' '])}{date}{rng.choice('Tt ')}{time}{tail}")
+    mismatches = [(v, module.evtx_iso_utc(v), iso_utc(v)) for v in values if module.evtx_iso_utc(v) != iso_utc(v)]
+    assert mismatches == []
+    assert sum(iso_utc(v) is not None for v in values) > 2_000  # the valid shapes are well represented

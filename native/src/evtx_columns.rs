@@ -1269,7 +1269,16 @@ impl EvtxFile {
     }
 }
 
+/// `iso_utc` for the parity tests (tests/test_native_evtx.py compares it with
+/// `sigmahunt.ingest.timestamps.iso_utc` on generated strings): `cargo test` cannot link
+/// a pyo3 extension module, so the Rust port is checked from Python.
+#[pyfunction]
+fn evtx_iso_utc(value: &str) -> Option<String> {
+    iso_utc(value)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(evtx_iso_utc, m)?)?;
     m.add_class::<EvtxColumns>()?;
     m.add_class::<EvtxFile>()?;
     m.add("EVTX_STEP_DONE", STEP_DONE)?;
