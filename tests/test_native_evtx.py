@@ -285,3 +285,27 @@ def test_rust_iso_utc_agrees_with_python_on_generated_strings() -> None:
     mismatches = [(v, module.evtx_iso_utc(v), iso_utc(v)) for v in values if module.evtx_iso_utc(v) != iso_utc(v)]
     assert mismatches == []
     assert sum(iso_utc(v) is not None for v in values) > 2_000  # the valid shapes are well represented
+
+
+def test_native_iso_utc_column_agrees_with_the_polars_one() -> None:
+    """``iso_utc_series`` (native ``iso_utc_array``) against its Polars twin and the
+    per-value function, on the same generated strings plus nulls."""
+    import random
+
+    from sigmahunt.ingest.timestamps import iso_utc, iso_utc_series, iso_utc_series_polars
+    from sigmahunt.native import native
+
+    module = native()
+    if module is None or not hasattr(module, "iso_utc_array"):
+        pytest.skip("the native timestamp column is not available")
+    rng = random.Random(9)
+    values: list[str | None] = [None, "2020-10-19T12:28:44Z", None]
+    for _ in range(20_000):
+        date, time = rng.choice(_STAMP_PIECES[:7]), rng.choice(_STAMP_PIECES[10:15])
+        tail = "".join(rng.choice(_STAMP_PIECES[15:]) for _ in range(rng.randint(0, 3)))
+        values.append(f"{rng.choice(['', ' ', None])}{date}{rng.choice('Tt ')}{time}{tail}" if rng.random() > 0.05 else None)
+    series = pl.Series("ts", values, dtype=pl.String)
+    native_column = iso_utc_series(series)
+    assert native_column.name == "ts" and native_column.dtype == pl.String
+    assert native_column.to_list() == iso_utc_series_polars(series).to_list() == [iso_utc(v) for v in values]
+    assert iso_utc_series(series.slice(7, 100)).to_list() == [iso_utc(v) for v in values[7:107]]  # an offset

@@ -503,7 +503,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Mirrors `timestamps.iso_utc` (regex `TIMESTAMP_PATTERN`, then datetime arithmetic).
-fn iso_utc(value: &str) -> Option<String> {
+pub(crate) fn iso_utc(value: &str) -> Option<String> {
     let text = value.trim_matches(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n');
     let b = text.as_bytes();
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
@@ -577,8 +577,8 @@ fn iso_utc(value: &str) -> Option<String> {
     if !(1..=9999).contains(&y) {
         return None; // OverflowError
     }
-    // strftime("%Y...") : glibc does not pad years below 1000
-    Some(format!("{}-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z", y, m, d, secs / 3600, secs / 60 % 60, secs % 60, digits))
+    // years below 1000 zero-padded, as timestamps.iso_utc writes them
+    Some(format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z", y, m, d, secs / 3600, secs / 60 % 60, secs % 60, digits))
 }
 
 // --------------------------------------------------------------------------------------

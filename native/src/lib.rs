@@ -12,6 +12,7 @@ pub mod arrow_view;
 pub mod evtx_columns;
 pub mod matcher;
 pub mod ndjson;
+pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
@@ -24,5 +25,6 @@ fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<matcher::FieldMatcher>()?;
     m.add_function(wrap_pyfunction!(ndjson::project_flat_lines, m)?)?;
     m.add_function(wrap_pyfunction!(ndjson::count_newlines, m)?)?;
+    m.add_function(wrap_pyfunction!(timestamps::iso_utc_array, m)?)?;
     Ok(())
 }
