@@ -303,7 +303,8 @@ def test_native_iso_utc_column_agrees_with_the_polars_one() -> None:
     for _ in range(20_000):
         date, time = rng.choice(_STAMP_PIECES[:7]), rng.choice(_STAMP_PIECES[10:15])
         tail = "".join(rng.choice(_STAMP_PIECES[15:]) for _ in range(rng.randint(0, 3)))
-        values.append(f"{rng.choice(['', ' ', None])}{date}{rng.choice('Tt ')}{time}{tail}" if rng.random() > 0.05 else None)
+        stamp = f"{rng.choice(['', ' '])}{date}{rng.choice('Tt ')}{time}{tail}"
+        values.append(stamp if rng.random() > 0.05 else None)
     series = pl.Series("ts", values, dtype=pl.String)
     native_column = iso_utc_series(series)
     assert native_column.name == "ts" and native_column.dtype == pl.String

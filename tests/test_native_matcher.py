@@ -127,7 +127,8 @@ def test_hand_made_rules_agree_value_by_value(array_type: pa.DataType, monkeypat
     rng = random.Random(7)
     extra = ["C:\\Windows\\System32\\CMD.EXE", "Ünïcode -ENC bypass", "ςίσυφος", "σίσυφοσ", "İSTANBUL", "istanbul",
              "i̇stanbul", "FF", "ﬀ", "ß.exe", "ẞ.EXE", "Invoke-Expression x", "INVOKE-WEBREQUEST\t", "foo\n", "foo",
-             "whoami /all", "WHOAMI  /ALL", "C:\\Users\\bob\\AppData\\Local\\x.exe", "c:\\users\\\\appdata\\local\\X.EXE"]
+             "whoami /all", "WHOAMI  /ALL", "C:\\Users\\bob\\AppData\\Local\\x.exe",
+             "c:\\users\\\\appdata\\local\\X.EXE"]
     for name, matcher in native_plan.matchers.items():
         if matcher.native_matcher() is None:
             continue

@@ -22,11 +22,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from rich.table import Table
 
 from sigmahunt import __version__
-from sigmahunt.native import status as native_status
 from sigmahunt.cache import NO_CACHE_HELP
 from sigmahunt.hunting import HuntResult, NothingToHunt, ingest_into_store, run_hunt
 from sigmahunt.hunting import Progress as HuntProgress
 from sigmahunt.ingest.reader import ARCHIVE_PASSWORD_ENV
+from sigmahunt.native import status as native_status
 from sigmahunt.results import LEVELS, level_counts, render, write_atomically
 from sigmahunt.rules.prepare import RuleSelection, load_placeholders, prepare_rules
 from sigmahunt.timefilter import add_filter_options
@@ -48,7 +48,8 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sigmahunt", description="Hunt Windows event logs with Sigma rules.")
-    parser.add_argument("--version", action="version", version=f"sigmahunt {__version__} (native parts: {native_status()})")
+    parser.add_argument("--version", action="version",
+                        version=f"sigmahunt {__version__} (native parts: {native_status()})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     hunt = commands.add_parser("hunt", help="run Sigma rules over logs and report detections")

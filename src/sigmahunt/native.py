@@ -23,7 +23,7 @@ OFF_VALUES = frozenset({"0", "off", "false", "no"})
 @cache
 def _imported() -> ModuleType | None:
     try:
-        import sigmahunt_native  # type: ignore[import-not-found]
+        import sigmahunt_native  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return None
     return sigmahunt_native if getattr(sigmahunt_native, "ABI", None) == ABI else None

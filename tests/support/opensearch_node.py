@@ -37,8 +37,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 

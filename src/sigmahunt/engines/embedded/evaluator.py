@@ -223,7 +223,9 @@ class _Work:
             true_when_all_false=[i for i, v in enumerate(plan.variants) if v.when_all_false],
         )
 
-    def touched_by(self, plan: RuleSetPlan, values: dict[int, Mask], selector_masks: list[Mask]) -> list[PlannedVariant]:
+    def touched_by(
+        self, plan: RuleSetPlan, values: dict[int, Mask], selector_masks: list[Mask]
+    ) -> list[PlannedVariant]:
         """The variants that can hold: of a selector with rows here, testing a predicate true
         on some row or true when every test is false. Every other variant is false."""
         indices = set(self.true_when_all_false)
@@ -316,7 +318,9 @@ class BatchEvaluator:
                     out[gid] = mask
         return out
 
-    def _rows_of(self, selectors: frozenset[int], selector_masks: list[Mask], unions: dict[frozenset[int], Mask]) -> Mask:
+    def _rows_of(
+        self, selectors: frozenset[int], selector_masks: list[Mask], unions: dict[frozenset[int], Mask]
+    ) -> Mask:
         """Rows whose values matter for tests made by variants of ``selectors``: the rows of
         those selectors.
 
@@ -573,8 +577,9 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
     if positions is not None and positions.size == 0:
         return {}
     schema, array = _arrow_strings(column).__arrow_c_array__()
-    found, declined = native_matcher.masks(schema, array, None if positions is None else positions.astype("<i8").tobytes())
-    masks: dict[int, Mask] = {pid: np.frombuffer(mask, dtype=bool) for pid, mask in found if pid in wanted}
+    wanted_rows = None if positions is None else positions.astype("<i8").tobytes()
+    found, declined = native_matcher.masks(schema, array, wanted_rows)
+    masks: dict[int, np.ndarray] = {pid: np.frombuffer(mask, dtype=bool) for pid, mask in found if pid in wanted}
     if declined:
         for (_, value_rows), pids in zip(declined, matcher.match_values([value for value, _ in declined])):
             for pid in pids:
@@ -584,7 +589,7 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
                 if mask is None:
                     mask = masks[pid] = np.zeros(height, dtype=bool)
                 mask[value_rows] = True
-    return masks
+    return dict(masks)
 
 
 def _arrow_strings(column: pl.Series) -> pa.Array:
