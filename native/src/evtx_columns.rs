@@ -14,7 +14,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -22,6 +21,8 @@ use evtx::err::EvtxError;
 use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+
+use crate::fast_map::FastMap;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use bumpalo::collections::{String as BumpString, Vec as BumpVec};
@@ -40,35 +41,6 @@ const STEP_DONE: u8 = 0;
 const STEP_FULL: u8 = 1;
 const STEP_ERROR: u8 = 2;
 const STEP_RECORD: u8 = 3;
-
-// --------------------------------------------------------------------------------------
-// a tiny Fx-style hasher: column names are short and trusted (no DoS concern)
-
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap());
-            hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-        for &byte in chunks.remainder() {
-            hash = (hash.rotate_left(5) ^ byte as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-        self.0 = hash;
-    }
-    fn write_u8(&mut self, byte: u8) {
-        self.0 = (self.0.rotate_left(5) ^ byte as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 // --------------------------------------------------------------------------------------
 // JSON values as orjson.loads would give them to Python
@@ -691,7 +663,7 @@ fn bytemuck_view(view: [u8; 16]) -> [u32; 4] {
 #[derive(Default)]
 struct Builder {
     names: Vec<Box<str>>,
-    index: FxMap<Box<str>, u32>,
+    index: FastMap<Box<str>, u32>,
     columns: Vec<ViewColumn>,
     /// Per column: 1 + its entry in the row being built, 0 when absent from it.
     in_row: Vec<u32>,
@@ -801,7 +773,7 @@ fn joined(parts: &[&str]) -> String {
 
 struct Tables {
     /// `fields.CHANNEL_CANONICAL` (lower-case name -> canonical spelling).
-    channels: FxMap<String, String>,
+    channels: FastMap<String, String>,
     /// `fields.SYSTEM_ATTRIBUTE_RENAMES` as (element, attribute, name): a handful.
     renames: Vec<(String, String, String)>,
 }
@@ -841,7 +813,7 @@ fn normalise_evtx<'n>(record: &'n Node<'n>, event: &'n [(&'n str, Node<'n>)], ro
 }
 
 /// Mirrors `fields.canonical_channel` (`str.lower()`; ASCII names without allocating).
-fn canonical_channel<'t>(channels: &'t FxMap<String, String>, name: &str) -> Option<&'t str> {
+fn canonical_channel<'t>(channels: &'t FastMap<String, String>, name: &str) -> Option<&'t str> {
     let mut buffer = [0u8; 128];
     if name.is_ascii() && name.len() <= buffer.len() {
         let lower = &mut buffer[..name.len()];

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 
 pub mod arrow_view;
 pub mod evtx_columns;
+pub mod fast_map;
 pub mod matcher;
 pub mod ndjson;
 pub mod timestamps;

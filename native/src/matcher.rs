@@ -14,22 +14,15 @@
 //! folding then stays Python's own. Fields with cidr / numeric / time-part tests never
 //! come here (the Python side decides).
 
-use std::collections::HashMap;
-
-use ahash::RandomState;
-use memchr::memmem;
-
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use memchr::memmem;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyCapsule};
 use regex::Regex;
 
 use crate::arrow_view::StringArrayView;
-
-/// aHash instead of SipHash: values are hashed several times per batch and some fields
-/// hold kilobytes per value (SipHash was most of the time on PowerShell's ContextInfo).
-type FastMap<K, V> = HashMap<K, V, RandomState>;
+use crate::fast_map::FastMap;
 
 /// Mirrors matcher.CACHE_CHARS / CACHE_VALUE_CHARS (bytes here: values are ASCII).
 const CACHE_BYTES: usize = 8_000_000;

@@ -36,11 +36,11 @@
 //! point into the chunk itself (buffer 0) unless they had escapes (buffer 1): string bytes
 //! are never copied, only 16-byte views are written.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use memchr::memmem;
 use pyo3::prelude::*;
+
+use crate::fast_map::FastMap;
 use pyo3::types::PyBytes;
 
 /// Why the chunk goes to the Python twin instead (returned to Python for diagnostics).
@@ -77,31 +77,6 @@ pub struct Projected {
     /// `data[offsets[i]..offsets[i + 1]]`, as `json_reader.raw_columns` slices it.
     pub offsets: Vec<i64>,
 }
-
-/// FxHash (rustc's hasher): keys are short and trusted, SipHash would cost more than the
-/// lookup it guards (one lookup per key per record).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap());
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-        }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ byte as u64).wrapping_mul(SEED);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// One nullable Arrow `string_view` column being filled row by row: per value a 16-byte
 /// view (length, then the bytes inline when at most 12, else a 4-byte prefix, the buffer
@@ -235,9 +210,9 @@ pub fn project(data: &[u8], request: &Request) -> Parsed<Projected> {
 struct Reader<'a> {
     data: &'a [u8],
     request: &'a Request,
-    wanted: FxMap<&'a [u8], ()>,
+    wanted: FastMap<&'a [u8], ()>,
     keys: Vec<Key>,
-    index: FxMap<Box<[u8]>, usize>,
+    index: FastMap<Box<[u8]>, usize>,
     columns: Vec<Column>,
     rows: usize,
     lines: Vec<i64>,
@@ -259,7 +234,7 @@ impl<'a> Reader<'a> {
             request,
             wanted,
             keys: Vec::new(),
-            index: FxMap::default(),
+            index: FastMap::default(),
             columns: Vec::new(),
             rows: 0,
             lines: Vec::new(),

@@ -231,7 +231,7 @@ class EvtxPacker:
         self.frame_rows = frame_rows
         module = native()
         self._builder: ColumnBuilder | NativeColumns
-        if module is not None and hasattr(module, "EvtxFile"):
+        if module is not None:
             self._builder = NativeColumns(module)
         else:
             self._builder = ColumnBuilder()

@@ -100,8 +100,8 @@ _NORMALISATION_INPUTS = frozenset(
 
 
 @dataclass
-class NativeColumns:
-    """A chunk's wanted columns as the native reader read them (see :func:`native_columns`)."""
+class NativeLines:
+    """A JSON-lines chunk's wanted columns as the native reader read them (see :func:`native_columns`)."""
 
     frame: pl.DataFrame  # the wanted keys' columns, all pl.String
     lines: np.ndarray  # physical line number of each row (int64)
@@ -117,7 +117,7 @@ class LineChunk:
     newlines: int
     schema: pl.Schema | None = None  # pre-inferred: the fast path may take it
     projection: Projection | None = None  # read only these fields (fast path only)
-    native: NativeColumns | None = None  # read ahead by the native reader: the fast path takes it
+    native: NativeLines | None = None  # read ahead by the native reader: the fast path takes it
 
 
 @dataclass
@@ -275,8 +275,8 @@ def split_line_chunks(data: bytes, size: int) -> Iterator[LineChunk]:
 def count_newlines(data: bytes) -> int:
     """``data.count(b"\\n")``, natively when possible: CPython's count compares byte by
     byte, a CPU-second over the benchmark corpus; the native one is 4x faster."""
-    count = getattr(native(), "count_newlines", None)
-    return count(data) if count is not None else data.count(b"\n")
+    module = native()
+    return module.count_newlines(data) if module is not None else data.count(b"\n")
 
 
 def _line_records(source: str, chunk: bytes, first_line: int) -> Iterator[tuple[str, Any]]:
@@ -439,7 +439,7 @@ def fast_path_schema(chunk: bytes) -> pl.Schema | None:
     return schema if _fast_path_schema(schema) else None
 
 
-def native_columns(chunk: LineChunk) -> NativeColumns | None:
+def native_columns(chunk: LineChunk) -> NativeLines | None:
     """The chunk's projected columns read by the native reader, or None: no projection,
     no native reader, or it declined (then the Polars fast path decides, as without it).
 
@@ -448,19 +448,17 @@ def native_columns(chunk: LineChunk) -> NativeColumns | None:
     would decline and wherever its output could differ (native/src/ndjson.rs lists them).
     """
     module = native()
-    # getattr: a build from before this reader has the same ABI, just not the function.
-    project = getattr(module, "project_flat_lines", None)
-    if project is None or chunk.projection is None:
+    if module is None or chunk.projection is None:
         return None
     wanted, refused = _native_names(chunk.projection.fields)
-    result = project(chunk.data, wanted, refused, list(_NON_FLAT_PREFIXES), chunk.first_line)
+    result = module.project_flat_lines(chunk.data, wanted, refused, list(_NON_FLAT_PREFIXES), chunk.first_line)
     if isinstance(result, str):  # the reason it declined
         return None
     names, buffers, rows, lines, offsets = result
     text = pa.py_buffer(chunk.data)
     columns = [_string_view_series(name, rows, text, *column) for name, column in zip(names, buffers, strict=True)]
     frame = pl.DataFrame(columns) if columns else pl.DataFrame(height=rows)
-    return NativeColumns(frame, np.frombuffer(lines, dtype=np.int64), np.frombuffer(offsets, dtype=np.int64))
+    return NativeLines(frame, np.frombuffer(lines, dtype=np.int64), np.frombuffer(offsets, dtype=np.int64))
 
 
 @lru_cache(maxsize=8)

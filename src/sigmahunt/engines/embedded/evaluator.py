@@ -148,16 +148,6 @@ def necessary_clauses(expr: Expr) -> list[frozenset[int]]:
     return []
 
 
-def _selectors_of_fields(plan: RuleSetPlan) -> dict[str | None, frozenset[int]]:
-    out: dict[str | None, set[int]] = defaultdict(set)
-    for variant in plan.variants:
-        for gid in variant.predicates:
-            p = plan.predicates[gid]
-            if p.kind not in ROW_KINDS:
-                out[p.field].add(variant.selector)
-    return {f: frozenset(s) for f, s in out.items()}
-
-
 def _keyword_prefilters(
     plan: RuleSetPlan,
 ) -> tuple[dict[int, KeywordPrefilter | None], dict[int, RawKeywordPrefilter | None]]:
@@ -195,7 +185,9 @@ class _Work:
     predicate the variants testing it, so a batch touches only what its rows can make
     true (grouping thousands of predicates per batch was a third of the evaluation)."""
 
-    fields: list[tuple[str | None, set[int]]]
+    #: Per field (None: keywords): the predicates tested on it, and the selectors of the
+    #: variants testing them (its values matter on those selectors' rows only).
+    fields: list[tuple[str | None, set[int], frozenset[int]]]
     #: Row-level predicates (exists, null, fieldref) and the selectors of the variants testing each.
     row_predicates: list[tuple[int, frozenset[int]]]
     #: Predicate id -> indices (into plan.variants) of the variants testing it.
@@ -206,6 +198,7 @@ class _Work:
     @classmethod
     def build(cls, plan: RuleSetPlan) -> _Work:
         by_field: dict[str | None, set[int]] = defaultdict(set)
+        field_selectors: dict[str | None, set[int]] = defaultdict(set)
         rows: dict[int, set[int]] = defaultdict(set)
         variants_of: dict[int, list[int]] = defaultdict(list)
         for index, variant in enumerate(plan.variants):
@@ -216,8 +209,9 @@ class _Work:
                     rows[gid].add(variant.selector)
                 else:
                     by_field[p.field].add(gid)
+                    field_selectors[p.field].add(variant.selector)
         return cls(
-            fields=list(by_field.items()),
+            fields=[(name, gids, frozenset(field_selectors[name])) for name, gids in by_field.items()],
             row_predicates=[(gid, frozenset(rows[gid])) for gid in sorted(rows)],
             variants_of=dict(variants_of),
             true_when_all_false=[i for i, v in enumerate(plan.variants) if v.when_all_false],
@@ -241,7 +235,6 @@ class BatchEvaluator:
     def __init__(self, plan: RuleSetPlan) -> None:
         self.plan = plan
         # Which selectors' rows each field (None: keywords) must be matched on.
-        self._selectors_of_field: dict[str | None, frozenset[int]] = _selectors_of_fields(plan)
         self._keyword_prefilters, self._raw_keyword_prefilters = _keyword_prefilters(plan)
         #: For the ingest: scans raw lines for every keyword group at once (see RAW_HITS_COL).
         self.chunk_keyword_scanner = ChunkKeywordScanner.build(self._raw_keyword_prefilters)
@@ -304,8 +297,8 @@ class BatchEvaluator:
             mask = self._row_predicate(self.plan.predicates[gid], columns, rows)
             if mask is not False:
                 out[gid] = mask
-        for field_name, wanted in self._work.fields:
-            rows = self._rows_of(self._selectors_of_field.get(field_name, frozenset()), selector_masks, unions)
+        for field_name, wanted, selectors in self._work.fields:
+            rows = self._rows_of(selectors, selector_masks, unions)
             if rows is False:
                 continue
             matcher = self.plan.matchers[field_name]
@@ -579,17 +572,21 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
     schema, array = _arrow_strings(column).__arrow_c_array__()
     wanted_rows = None if positions is None else positions.astype("<i8").tobytes()
     found, declined = native_matcher.masks(schema, array, wanted_rows)
-    masks: dict[int, np.ndarray] = {pid: np.frombuffer(mask, dtype=bool) for pid, mask in found if pid in wanted}
+    masks: dict[int, Mask] = {pid: np.frombuffer(mask, dtype=bool) for pid, mask in found if pid in wanted}
     if declined:
         for (_, value_rows), pids in zip(declined, matcher.match_values([value for value, _ in declined])):
             for pid in pids:
-                if pid not in wanted:
-                    continue
-                mask = masks.get(pid)
-                if mask is None:
-                    mask = masks[pid] = np.zeros(height, dtype=bool)
-                mask[value_rows] = True
-    return dict(masks)
+                if pid in wanted:
+                    _set_rows(masks, pid, value_rows, height)
+    return masks
+
+
+def _set_rows(masks: dict[int, Mask], pid: int, rows: list[int], height: int) -> None:
+    """``masks[pid][rows] = True``, creating the mask when the pid has none yet."""
+    mask = masks.get(pid)
+    if not isinstance(mask, np.ndarray):
+        mask = masks[pid] = np.zeros(height, dtype=bool)
+    mask[rows] = True
 
 
 def _arrow_strings(column: pl.Series) -> pa.Array:
