@@ -218,9 +218,9 @@ impl FieldMatcher {
 }
 
 /// What `masks` computes before handing it to Python.
-struct Masks {
-    by_pid: Vec<(u32, Vec<u8>)>,
-    declined: Vec<(String, Vec<usize>)>,
+pub(crate) struct Masks {
+    pub(crate) by_pid: Vec<(u32, Vec<u8>)>,
+    pub(crate) declined: Vec<(String, Vec<usize>)>,
 }
 
 #[pymethods]
@@ -285,7 +285,7 @@ impl FieldMatcher {
 }
 
 impl FieldMatcher {
-    fn compute(&mut self, view: &StringArrayView, rows: Option<&[usize]>) -> Masks {
+    pub(crate) fn compute(&mut self, view: &StringArrayView, rows: Option<&[usize]>) -> Masks {
         let height = view.len();
         // Distinct values of the rows looked at, and each row's code.
         let mut codes: FastMap<&[u8], u32> = FastMap::default();

@@ -76,7 +76,11 @@ def _read(
     # mostly Python) gets them batched. Inference and reading run in Polars' Rust code
     # without the GIL, so the stages overlap on every core.
     tasks = prefetch(_prepare(iter_leaves(paths, password), forced, projection))
-    for output in prefetch(_outputs(tasks, batcher.batch_size)):
+    yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
+
+
+def _batched(outputs: Iterator[pl.DataFrame | Unreadable], batcher: Batcher) -> Iterator[EventBatch | Unreadable]:
+    for output in outputs:
         if isinstance(output, Unreadable):
             yield output
         else:

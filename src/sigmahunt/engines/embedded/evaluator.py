@@ -17,7 +17,7 @@ Missing fields follow Sigma, not SQL: a test of a field the event lacks is false
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +39,11 @@ from sigmahunt.engines.embedded.ir import (
     Selector,
     predicates_of,
 )
+from sigmahunt.engines.embedded.kernel import NativeKernel, arrow_strings
 from sigmahunt.engines.embedded.keywords import ChunkKeywordScanner, KeywordPrefilter, RawKeywordPrefilter
 from sigmahunt.engines.embedded.matcher import ValueMatcher
 from sigmahunt.ingest import RAW_COL, RAW_HITS_COL, complete_rows
+from sigmahunt.native import native
 
 #: Batches at least this tall build a field's native matcher (native/src/matcher.rs) on first
 #: use; shorter ones, as in a hunt over a few events, keep the Python matcher unless the
@@ -239,12 +241,26 @@ class BatchEvaluator:
         #: For the ingest: scans raw lines for every keyword group at once (see RAW_HITS_COL).
         self.chunk_keyword_scanner = ChunkKeywordScanner.build(self._raw_keyword_prefilters)
         self._work = _Work.build(plan)
+        self._native_module = native()
+        self._kernel: NativeKernel | None = None
 
     def evaluate(self, frame: pl.DataFrame) -> dict[int, np.ndarray]:
         """Rule index -> sorted row indices of the batch that the rule detects."""
         if frame.height == 0:
             return {}
         columns = _ColumnIndex(frame)
+        if self._native_module is not None:
+            if self._kernel is None:
+                self._kernel = NativeKernel.build(self._native_module, self.plan, self._work,
+                                                  sorted(self._raw_keyword_prefilters))
+            hits = self._kernel.evaluate(self, columns, frame.height >= NATIVE_MIN_ROWS)
+            if hits is not None:
+                return hits
+        return self._evaluate_python(columns)
+
+    def _evaluate_python(self, columns: _ColumnIndex) -> dict[int, np.ndarray]:
+        """The reference evaluation (and the twin of native/src/kernel.rs)."""
+        frame = columns.frame
         selector_masks = [self._selector_mask(s, columns) for s in self.plan.selectors]
         values = self._predicate_masks(columns, selector_masks)
         live = set(values)
@@ -346,7 +362,7 @@ class BatchEvaluator:
             column = column.filter(pl.Series(rows))
         if column.null_count() == column.len():
             return {}
-        codes, distinct = _encode_arrow(_arrow_strings(column))
+        codes, distinct = _encode_arrow(arrow_strings(column))
         matched = matcher.match_values(distinct)
         per_pred: dict[int, list[int]] = defaultdict(list)
         for index, pids in enumerate(matched):
@@ -368,7 +384,7 @@ class BatchEvaluator:
 
     def _keyword_masks(
         self, matcher: ValueMatcher, wanted: set[int], columns: _ColumnIndex, rows: Mask,
-        selector_masks: list[Mask],
+        selector_masks: Sequence[Mask] | Mapping[int, Mask],
     ) -> dict[int, Mask]:
         """Keywords: any field's value. One vectorised pass finds candidate rows, then exact.
 
@@ -415,7 +431,7 @@ class BatchEvaluator:
             out = {pid: _scatter(mask, positions, columns.height) for pid, mask in out.items()}
         return out
 
-    def _scanned_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask]) -> Mask:
+    def _scanned_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: Sequence[Mask] | Mapping[int, Mask]) -> Mask:
         """Keyword candidates among projected rows, from the ingest's raw-line scan flags."""
         if rows is False:
             return False
@@ -432,7 +448,7 @@ class BatchEvaluator:
 
     def _keyword_candidates(
         self, prefilters: dict[int, Any], scan: Callable[[Any, pl.DataFrame], np.ndarray],
-        frame: pl.DataFrame, rows: Mask, selector_masks: list[Mask],
+        frame: pl.DataFrame, rows: Mask, selector_masks: Sequence[Mask] | Mapping[int, Mask],
     ) -> Mask:
         """Rows that contain a literal of some active keyword rule (see :mod:`.keywords`)."""
         if frame.width == 0 or rows is False:
@@ -569,7 +585,7 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
     positions = None if rows is True else np.flatnonzero(rows)
     if positions is not None and positions.size == 0:
         return {}
-    schema, array = _arrow_strings(column).__arrow_c_array__()
+    schema, array = arrow_strings(column).__arrow_c_array__()
     wanted_rows = None if positions is None else positions.astype("<i8").tobytes()
     found, declined = native_matcher.masks(schema, array, wanted_rows)
     masks: dict[int, Mask] = {pid: np.frombuffer(mask, dtype=bool) for pid, mask in found if pid in wanted}
@@ -589,17 +605,6 @@ def _set_rows(masks: dict[int, Mask], pid: int, rows: list[int], height: int) ->
     mask[rows] = True
 
 
-def _arrow_strings(column: pl.Series) -> pa.Array:
-    if column.dtype != pl.String:
-        column = column.cast(pl.String)
-    # Arrow's string_view is Polars' own layout: exported without a copy (the classic
-    # large_string export copied every batch's column once per field, ~2 s per corpus).
-    array = column.to_arrow(compat_level=pl.CompatLevel.newest())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array
-
-
 def _encode_arrow(array: pa.Array) -> tuple[np.ndarray, list[str]]:
     """Row codes into the distinct non-null values; nulls get code len(distinct).
 
@@ -612,7 +617,7 @@ def _encode_arrow(array: pa.Array) -> tuple[np.ndarray, list[str]]:
 
 
 def _dictionary_encode(column: pl.Series) -> tuple[np.ndarray, list[str]]:
-    return _encode_arrow(_arrow_strings(column))
+    return _encode_arrow(arrow_strings(column))
 
 
 def _valid_mask(column: pl.Series) -> Mask:
@@ -623,7 +628,7 @@ def _valid_mask(column: pl.Series) -> Mask:
         return True
     if nulls == column.len():
         return False
-    return np.asarray(_arrow_strings(column).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(arrow_strings(column).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _as_mask(array: np.ndarray) -> Mask:
