@@ -90,6 +90,16 @@ RULES = [
             TargetObject|endswith: '\\Run\\evil'
         condition: sel
     """, "product: windows\n    category: registry_add"),
+    rule("""
+        sel:
+            CommandLine|fieldref|startswith: Image
+        condition: sel
+    """, PROCESS),
+    rule("""
+        sel:
+            CommandLine|fieldref|endswith: OriginalFileName
+        condition: sel
+    """, PROCESS),
 ]
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
@@ -109,6 +119,11 @@ EVENTS: list[dict[str, Any]] = [
     {"Channel": "Windows PowerShell", "EventID": "400", "HostApplication": "x", "CommandLine": "Invoke-X -enc AAA"},
     {"Channel": SYSMON, "EventID": "1", "Image": "C:\\Users\\ünï\\cmd.exe", "CommandLine": "Ünïcode"},
     {"Channel": SYSMON, "EventID": "1", "image": "C:\\lower\\cmd.exe", "Image": None},
+    # fieldref with non-ASCII values (Python's lowercasing) and with ASCII ones (the kernel's)
+    {"Channel": SYSMON, "EventID": "1", "Image": "C:\\ÜBER\\x.exe", "CommandLine": "c:\\über\\x.exe /q",
+     "ParentImage": "C:\\ÜBER\\X.EXE", "OriginalFileName": "Q"},
+    {"Channel": SYSMON, "EventID": "1", "Image": "C:\\a\\Y.exe", "CommandLine": "c:\\A\\y.EXE",
+     "ParentImage": "C:\\a\\y.exe", "OriginalFileName": "Y.Exe"},
 ]
 
 
@@ -126,7 +141,9 @@ def _both(evaluator: BatchEvaluator, frame: pl.DataFrame) -> tuple[dict[int, lis
     return native, python
 
 
-def _evaluators(rules: Sequence[CompiledRule], monkeypatch: pytest.MonkeyPatch) -> tuple[BatchEvaluator, BatchEvaluator]:
+def _evaluators(
+    rules: Sequence[CompiledRule], monkeypatch: pytest.MonkeyPatch
+) -> tuple[BatchEvaluator, BatchEvaluator]:
     monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
     monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
     native = BatchEvaluator(RuleSetPlan.build(list(rules)))
@@ -145,15 +162,17 @@ def test_hand_made_batch_gives_the_python_rows(monkeypatch: pytest.MonkeyPatch) 
     assert got == {
         0: [0, 2, 9, 10],  # cmd.exe, not harmless; 4688's NewProcessName; the lower-case "image" spelling
         1: [2, 4, 9],  # keywords, the Unicode one case-insensitively too
-        2: [1],  # fieldref, case-insensitive
+        2: [1, 11, 12],  # fieldref, case-insensitive (11: non-ASCII, Python's)
         3: [3],  # cidr (Python's)
         4: [2, 9],  # non-ASCII values: Python's case folding
-        5: [1, 2, 9, 10],  # User: null where absent
-        6: [0],
-        7: [1, 2, 9, 10],  # not filter
+        5: [1, 2, 9, 10, 11, 12],  # User: null where absent
+        6: [0, 11, 12],
+        7: [1, 2, 9, 10, 11, 12],  # not filter
         8: [5],
         9: [8],
         10: [6],  # registry_add: CreateKey only
+        11: [11, 12],  # fieldref|startswith
+        12: [11, 12],  # fieldref|endswith
     }
 
 
@@ -188,8 +207,9 @@ def test_batches_in_a_row_share_the_kernel(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_all_null_and_missing_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     native, python = _evaluators([compile_yaml(r) for r in RULES], monkeypatch)
-    frame = pl.DataFrame({"Channel": [SYSMON] * 3, "EventID": ["1"] * 3, "Image": [None, None, None],
-                          "User": pl.Series([None, None, None], dtype=pl.String)}, schema_overrides={"Image": pl.String})
+    nothing = [None, None, None]
+    frame = pl.DataFrame({"Channel": [SYSMON] * 3, "EventID": ["1"] * 3, "Image": nothing, "User": nothing},
+                         schema={"Channel": pl.String, "EventID": pl.String, "Image": pl.String, "User": pl.String})
     got, reference = _both(native, frame)
     assert got == reference == _rows(python.evaluate(frame)) == {5: [0, 1, 2], 7: [0, 1, 2]}
 

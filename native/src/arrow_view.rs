@@ -87,6 +87,10 @@ impl StringArrayView {
         self.length
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
     /// The value of row `i` (< len), or None when it is null.
     pub fn value(&self, i: usize) -> Option<&[u8]> {
         let j = i + self.offset;

@@ -24,7 +24,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyCapsule};
 
 use crate::arrow_view::StringArrayView;
 use crate::fast_map::FastMap;
-use crate::matcher::FieldMatcher;
+use crate::matcher::{Declined, FieldMatcher};
 
 // Expression nodes as ir.py writes them: [op, payload].
 const AND: u8 = 0;
@@ -33,9 +33,14 @@ const NOT: u8 = 2;
 const PRED: u8 = 3;
 const CONST: u8 = 4;
 
-// Row predicates the kernel answers from a column's validity; the others are Python's.
+// Row predicates: exists and null from a column's validity; fieldref compares two columns
+// (rows where either value is non-ASCII are Python's: its lowercasing is the reference).
 const ROW_EXISTS: u8 = 0;
 const ROW_NULL: u8 = 1;
+const ROW_FIELDREF: u8 = 2;
+const REF_EQUALS: u8 = 0;
+const REF_STARTSWITH: u8 = 1;
+const REF_ENDSWITH: u8 = 2;
 
 /// A row mask: all false, all true, or one bit per row (bits past the height are zero).
 #[derive(Clone)]
@@ -144,7 +149,7 @@ impl Mask {
 }
 
 fn clear_tail(words: &mut [u64], height: usize) {
-    if height % 64 != 0 {
+    if !height.is_multiple_of(64) {
         if let Some(last) = words.last_mut() {
             *last &= (1u64 << (height % 64)) - 1;
         }
@@ -206,6 +211,15 @@ impl Node {
     }
 }
 
+/// What `match_fields` leaves to Python: field rows, fieldref rows, declined values.
+type PythonShare<'py> = (Vec<(usize, Bound<'py, PyAny>)>, Vec<(usize, Bound<'py, PyAny>)>, Vec<(usize, Declined)>);
+/// A row predicate as `NativeKernel.build` lays it out: (pid, column slot, ROW_* kind,
+/// selectors, fieldref's other slot, REF_* comparison).
+type RowPredicateSpec = (u32, Option<usize>, u8, Vec<u32>, Option<usize>, u8);
+/// A variant: (rule index, selector, tree as ir.py writes it, predicates, value when every
+/// predicate is false, necessary clauses).
+type VariantSpec<'py> = (u32, u32, Bound<'py, PyAny>, Vec<u32>, bool, Vec<Vec<u32>>);
+
 /// A log-source test: the column's value (ASCII-lowercased when `folded`) is one of `values`.
 struct InTest {
     slot: usize,
@@ -225,6 +239,9 @@ struct RowPredicate {
     slot: Option<usize>,
     kind: u8,
     selectors: Vec<u32>,
+    /// Fieldref: the other column's slot, and how the two compare (REF_*).
+    other: Option<usize>,
+    op: u8,
 }
 
 struct Variant {
@@ -275,8 +292,10 @@ pub struct KernelBatch {
     /// Per field: the rows its values matter on (its selectors' union).
     field_rows: Vec<Mask>,
     row_predicate_rows: Vec<Mask>,
+    /// Per fieldref predicate (row-predicate index): the rows Python must compare.
+    python_rows: Vec<(usize, Mask)>,
     values: FastMap<u32, Mask>,
-    declined: Vec<(usize, Vec<(String, Vec<usize>)>)>,
+    declined: Vec<(usize, Declined)>,
 }
 
 /// A `FieldMatcher` borrowed for one GIL-free pass (the borrow guards outlive it).
@@ -292,8 +311,8 @@ impl RuleKernel {
         in_tests: Vec<(usize, bool, Vec<String>)>,
         selectors: Vec<Vec<usize>>,
         fields: Vec<(Option<usize>, Vec<u32>, Vec<u32>)>,
-        row_predicates: Vec<(u32, Option<usize>, u8, Vec<u32>)>,
-        variants: Vec<(u32, u32, Bound<'_, PyAny>, Vec<u32>, bool, Vec<Vec<u32>>)>,
+        row_predicates: Vec<RowPredicateSpec>,
+        variants: Vec<VariantSpec<'_>>,
     ) -> PyResult<Self> {
         let in_tests: Vec<InTest> = in_tests
             .into_iter()
@@ -306,7 +325,7 @@ impl RuleKernel {
             fields.into_iter().map(|(slot, wanted, selectors)| FieldWork { slot, wanted, selectors }).collect();
         let row_predicates: Vec<RowPredicate> = row_predicates
             .into_iter()
-            .map(|(pid, slot, kind, selectors)| RowPredicate { pid, slot, kind, selectors })
+            .map(|(pid, slot, kind, selectors, other, op)| RowPredicate { pid, slot, kind, selectors, other, op })
             .collect();
         let mut parsed = Vec::with_capacity(variants.len());
         for (rule, selector, expr, predicates, when_all_false, clauses) in variants {
@@ -315,7 +334,10 @@ impl RuleKernel {
         let count = selectors.len() as u32;
         let referenced = fields.iter().flat_map(|f| &f.selectors).chain(row_predicates.iter().flat_map(|r| &r.selectors));
         if parsed.iter().map(|v| &v.selector).chain(referenced).any(|&s| s >= count)
-            || fields.iter().filter_map(|f| f.slot).chain(row_predicates.iter().filter_map(|r| r.slot)).any(|s| s >= slots)
+            || fields.iter().filter_map(|f| f.slot).chain(row_predicates.iter().flat_map(|r| r.slot.into_iter().chain(r.other))).any(|s| s >= slots)
+            || row_predicates.iter().any(|r| {
+                ![ROW_EXISTS, ROW_NULL, ROW_FIELDREF].contains(&r.kind) || ![REF_EQUALS, REF_STARTSWITH, REF_ENDSWITH].contains(&r.op)
+            })
         {
             return Err(PyValueError::new_err("a selector or column index is out of range"));
         }
@@ -377,6 +399,7 @@ impl RuleKernel {
             selector_masks,
             field_rows,
             row_predicate_rows,
+            python_rows: Vec::new(),
             values: FastMap::default(),
             declined: Vec::new(),
         }))
@@ -390,18 +413,19 @@ impl RuleKernel {
             .collect()
     }
 
-    /// Second pass: every native field matcher over its rows, and the row predicates the
-    /// kernel answers (exists, null). Returns Python's share: ``(fields, row_predicates,
-    /// declined)``: ``[(field, rows)]`` for fields whose matcher is Python's or still
-    /// undecided, ``[(row predicate, rows)]`` for fieldref, ``[(field, [(value, [row...])])]``
-    /// for the non-ASCII values native matchers handed back. ``rows``: True, or a mask of
-    /// one byte per row.
-    #[allow(clippy::type_complexity)]
+    /// Second pass: every native field matcher over its rows, and the row predicates
+    /// (exists, null, fieldref on ASCII values). Returns Python's share, ``(fields,
+    /// row_predicates, declined)``:
+    /// - ``[(field, rows)]``: fields whose matcher is Python's or still undecided;
+    /// - ``[(row predicate, rows)]``: fieldref rows with a non-ASCII value;
+    /// - ``[(field, [(value, [row...])])]``: non-ASCII values native matchers handed back.
+    ///
+    /// ``rows``: True, or a mask of one byte per row.
     fn match_fields<'py>(
         &self,
         py: Python<'py>,
         batch: &mut KernelBatch,
-    ) -> PyResult<(Vec<(usize, Bound<'py, PyAny>)>, Vec<(usize, Bound<'py, PyAny>)>, Vec<(usize, Vec<(String, Vec<usize>)>)>)> {
+    ) -> PyResult<PythonShare<'py>> {
         if !Arc::ptr_eq(&self.plan, &batch.plan) {
             return Err(PyValueError::new_err("the batch was started by another kernel"));
         }
@@ -426,11 +450,8 @@ impl RuleKernel {
         py.detach(|| state.run_native(native));
         drop(guards);
         let mut python_rows = Vec::new();
-        for (index, predicate) in self.plan.row_predicates.iter().enumerate() {
-            let rows = &batch.row_predicate_rows[index];
-            if predicate.kind != ROW_EXISTS && predicate.kind != ROW_NULL && !rows.is_false() {
-                python_rows.push((index, rows_to_py(py, rows, batch.height)?));
-            }
+        for (index, rows) in std::mem::take(&mut batch.python_rows) {
+            python_rows.push((index, rows_to_py(py, &rows, batch.height)?));
         }
         Ok((python_fields, python_rows, std::mem::take(&mut batch.declined)))
     }
@@ -528,10 +549,21 @@ impl KernelBatch {
             }
         }
         for (index, predicate) in plan.row_predicates.iter().enumerate() {
-            if self.row_predicate_rows[index].is_false() || (predicate.kind != ROW_EXISTS && predicate.kind != ROW_NULL) {
+            if self.row_predicate_rows[index].is_false() {
                 continue;
             }
             let view = predicate.slot.and_then(|slot| self.views[slot].as_ref());
+            if predicate.kind == ROW_FIELDREF {
+                let other = predicate.other.and_then(|slot| self.views[slot].as_ref());
+                let (Some(view), Some(other)) = (view, other) else { continue };  // a column absent: false
+                let rows = self.row_predicate_rows[index].rows(self.height);
+                let (mask, python) = fieldref(view, other, predicate.op, &rows, self.height);
+                if !python.is_false() {
+                    self.python_rows.push((index, python));
+                }
+                self.merge(predicate.pid, mask);
+                continue;
+            }
             let valid = match view {
                 None => Mask::False,
                 Some(view) => validity(view),
@@ -591,6 +623,30 @@ fn rows_to_py<'py>(py: Python<'py>, mask: &Mask, height: usize) -> PyResult<Boun
         Mask::True => true.into_pyobject(py)?.to_owned().into_any(),
         Mask::Bits(_) => PyByteArray::new(py, &mask.to_bytes(height)).into_any(),
     })
+}
+
+/// Mirrors the fieldref branch of `BatchEvaluator._row_predicate` on `rows`: both values
+/// lowercased, then equal / startswith / endswith; a null on either side is false. Rows
+/// with a non-ASCII value come back as the second mask, for Python.
+fn fieldref(view: &StringArrayView, other: &StringArrayView, op: u8, rows: &[usize], height: usize) -> (Mask, Mask) {
+    let mut hit = Vec::new();
+    let mut python = Vec::new();
+    for &row in rows {
+        let (Some(left), Some(right)) = (view.value(row), other.value(row)) else { continue };
+        if !left.is_ascii() || !right.is_ascii() {
+            python.push(row);
+            continue;
+        }
+        let holds = match op {
+            REF_STARTSWITH => left.len() >= right.len() && left[..right.len()].eq_ignore_ascii_case(right),
+            REF_ENDSWITH => left.len() >= right.len() && left[left.len() - right.len()..].eq_ignore_ascii_case(right),
+            _ => left.eq_ignore_ascii_case(right),
+        };
+        if holds {
+            hit.push(row);
+        }
+    }
+    (Mask::from_rows(&hit, height), Mask::from_rows(&python, height))
 }
 
 fn validity(view: &StringArrayView) -> Mask {

@@ -42,7 +42,7 @@ struct LiteralSet {
 }
 
 impl LiteralSet {
-    fn build(literals: &[(u32, String)]) -> PyResult<Option<Self>> {
+    fn build(literals: &[(u32, String)]) -> Result<Option<Self>, String> {
         if literals.is_empty() {
             return Ok(None);
         }
@@ -63,7 +63,7 @@ impl LiteralSet {
             // averages 5.7 KB) are scanned once per event, so scan speed beats build cost.
             .kind(Some(AhoCorasickKind::DFA))
             .build(&words)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let span = words.iter().map(|w| w.len()).max().unwrap_or(0);
         Ok(Some(LiteralSet { automaton, pids, span }))
     }
@@ -77,11 +77,11 @@ struct Scans {
     suffix: Option<LiteralSet>,
     /// (pid, regex, hint): the glob's longest literal, which a value must contain for the
     /// regex to be worth running (as the Python scanners' hint database does).
-    globs: Vec<(u32, Regex, Option<memmem::Finder<'static>>)>,
+    globs: Vec<Glob>,
 }
 
 impl Scans {
-    fn build(literals: Vec<(u32, u8, String)>, globs: Vec<(u32, String, Option<String>)>) -> PyResult<Self> {
+    fn build(literals: Vec<(u32, u8, String)>, globs: Vec<(u32, String, Option<String>)>) -> Result<Self, String> {
         let pick = |kind: u8| -> Vec<(u32, String)> {
             literals.iter().filter(|(_, k, _)| *k == kind).map(|(p, _, t)| (*p, t.clone())).collect()
         };
@@ -128,7 +128,9 @@ impl Scans {
     }
 }
 
-fn compile_globs(globs: Vec<(u32, String, Option<String>)>) -> PyResult<Vec<(u32, Regex, Option<memmem::Finder<'static>>)>> {
+type Glob = (u32, Regex, Option<memmem::Finder<'static>>);
+
+fn compile_globs(globs: Vec<(u32, String, Option<String>)>) -> Result<Vec<Glob>, String> {
     let hints: Vec<Option<String>> = globs.iter().map(|(_, _, hint)| hint.clone()).collect();
     let compiled = compile_all(globs.into_iter().map(|(pid, source, _)| (pid, source)).collect())?;
     Ok(compiled
@@ -138,13 +140,13 @@ fn compile_globs(globs: Vec<(u32, String, Option<String>)>) -> PyResult<Vec<(u32
         .collect())
 }
 
-fn compile_all(patterns: Vec<(u32, String)>) -> PyResult<Vec<(u32, Regex)>> {
+fn compile_all(patterns: Vec<(u32, String)>) -> Result<Vec<(u32, Regex)>, String> {
     patterns
         .into_iter()
         .map(|(pid, source)| {
             Regex::new(&source)
                 .map(|re| (pid, re))
-                .map_err(|e| PyValueError::new_err(format!("regex {source:?}: {e}")))
+                .map_err(|e| format!("regex {source:?}: {e}"))
         })
         .collect()
 }
@@ -217,10 +219,15 @@ impl FieldMatcher {
     }
 }
 
+/// Non-ASCII values handed back to Python's matcher, with their rows.
+pub(crate) type Declined = Vec<(String, Vec<usize>)>;
+/// Per predicate that holds somewhere: its mask, one byte per row.
+type PidMasks<'py> = Vec<(u32, Bound<'py, PyByteArray>)>;
+
 /// What `masks` computes before handing it to Python.
 pub(crate) struct Masks {
     pub(crate) by_pid: Vec<(u32, Vec<u8>)>,
-    pub(crate) declined: Vec<(String, Vec<usize>)>,
+    pub(crate) declined: Declined,
 }
 
 #[pymethods]
@@ -228,6 +235,7 @@ impl FieldMatcher {
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         eq_fold: Vec<(String, Vec<u32>)>,
         eq_cased: Vec<(String, Vec<u32>)>,
         any_value: Vec<u32>,
@@ -239,14 +247,19 @@ impl FieldMatcher {
     ) -> PyResult<Self> {
         let eq_span = eq_fold.iter().chain(eq_cased.iter()).map(|(k, _)| k.len()).max().unwrap_or(0);
         let table = |items: Vec<(String, Vec<u32>)>| items.into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
+        // The automata and regexes take most of the build (~0.5 s for SigmaHQ's rule set, on a
+        // hunt's first batches): without the GIL, the reading threads go on meanwhile.
+        let (folded, cased, regexes) = py.detach(|| -> Result<_, String> {
+            Ok((Scans::build(scan_fold, globs_fold)?, Scans::build(scan_cased, globs_cased)?, compile_all(regexes)?))
+        }).map_err(PyValueError::new_err)?;
         Ok(FieldMatcher {
             eq_fold: table(eq_fold),
             eq_cased: table(eq_cased),
             eq_span,
             any_value,
-            folded: Scans::build(scan_fold, globs_fold)?,
-            cased: Scans::build(scan_cased, globs_cased)?,
-            regexes: compile_all(regexes)?,
+            folded,
+            cased,
+            regexes,
             cache: FastMap::default(),
             cache_bytes: 0,
         })
@@ -263,7 +276,7 @@ impl FieldMatcher {
         schema: Bound<'py, PyCapsule>,
         array: Bound<'py, PyCapsule>,
         positions: Option<&[u8]>,
-    ) -> PyResult<(Vec<(u32, Bound<'py, PyByteArray>)>, Vec<(String, Vec<usize>)>)> {
+    ) -> PyResult<(PidMasks<'py>, Declined)> {
         let view = StringArrayView::from_capsules(&schema, &array)?;
         let rows: Option<Vec<usize>> = positions.map(|raw| {
             raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize).collect()

@@ -55,6 +55,8 @@ META_PREFIX = "_"
 ROW_KINDS = frozenset({Kind.EXISTS, Kind.NULL, Kind.FIELDREF})
 
 Mask = np.ndarray | bool
+#: Selector index -> rows: a list over all selectors, or (the kernel's keyword search) a mapping.
+SelectorMasks = Sequence[Mask] | Mapping[int, Mask]
 
 
 @dataclass
@@ -384,7 +386,7 @@ class BatchEvaluator:
 
     def _keyword_masks(
         self, matcher: ValueMatcher, wanted: set[int], columns: _ColumnIndex, rows: Mask,
-        selector_masks: Sequence[Mask] | Mapping[int, Mask],
+        selector_masks: SelectorMasks,
     ) -> dict[int, Mask]:
         """Keywords: any field's value. One vectorised pass finds candidate rows, then exact.
 
@@ -431,7 +433,7 @@ class BatchEvaluator:
             out = {pid: _scatter(mask, positions, columns.height) for pid, mask in out.items()}
         return out
 
-    def _scanned_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: Sequence[Mask] | Mapping[int, Mask]) -> Mask:
+    def _scanned_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: SelectorMasks) -> Mask:
         """Keyword candidates among projected rows, from the ingest's raw-line scan flags."""
         if rows is False:
             return False
@@ -448,7 +450,7 @@ class BatchEvaluator:
 
     def _keyword_candidates(
         self, prefilters: dict[int, Any], scan: Callable[[Any, pl.DataFrame], np.ndarray],
-        frame: pl.DataFrame, rows: Mask, selector_masks: Sequence[Mask] | Mapping[int, Mask],
+        frame: pl.DataFrame, rows: Mask, selector_masks: SelectorMasks,
     ) -> Mask:
         """Rows that contain a literal of some active keyword rule (see :mod:`.keywords`)."""
         if frame.width == 0 or rows is False:

@@ -26,8 +26,9 @@ from sigmahunt.engines.embedded.ir import Kind
 if TYPE_CHECKING:
     from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan, _ColumnIndex, _Work
 
-#: Row predicates the kernel answers itself (the kernel's ROW_EXISTS, ROW_NULL); others are Python's.
+#: The kernel's row-predicate kinds (ROW_*) and fieldref comparisons (REF_*).
 _ROW_KIND = {Kind.EXISTS: 0, Kind.NULL: 1, Kind.FIELDREF: 2}
+_FIELDREF_OP = {"eq": 0, "startswith": 1, "endswith": 2}
 
 
 def arrow_strings(column: pl.Series) -> pa.Array:
@@ -76,11 +77,14 @@ class NativeKernel:
                 ands.append(test("EventID", False, selector.event_ids))
             ands.extend(test(name, True, (value.lower(),)) for name, value in selector.conditions)
             selectors.append(ands)
-        fields = [(None if name is None else slot(name), sorted(gids), sorted(sels)) for name, gids, sels in work.fields]
+        fields = [(None if name is None else slot(name), sorted(gids), sorted(sels))
+                  for name, gids, sels in work.fields]
         row_predicates = []
         for gid, sels in work.row_predicates:
             p = plan.predicates[gid]
-            row_predicates.append((gid, None if p.field is None else slot(p.field), _ROW_KIND[p.kind], sorted(sels)))
+            other = slot(p.value) if p.kind is Kind.FIELDREF else None
+            row_predicates.append((gid, None if p.field is None else slot(p.field), _ROW_KIND[p.kind], sorted(sels),
+                                   other, _FIELDREF_OP.get(p.op, 0)))
         variants = [(v.rule_index, v.selector, v.expr, sorted(v.predicates), v.when_all_false,
                      [sorted(c) for c in v.clauses]) for v in plan.variants]
         kernel = module.RuleKernel(len(slots), [(s, f, list(v)) for (s, f, v) in tests], selectors, fields,
@@ -93,7 +97,9 @@ class NativeKernel:
             keyword_selectors=keyword_selectors,
         )
 
-    def evaluate(self, evaluator: BatchEvaluator, columns: _ColumnIndex, may_build: bool) -> dict[int, np.ndarray] | None:
+    def evaluate(
+        self, evaluator: BatchEvaluator, columns: _ColumnIndex, may_build: bool
+    ) -> dict[int, np.ndarray] | None:
         """``BatchEvaluator.evaluate``'s result, or None when the kernel declines the batch
         (a non-ASCII value in a log-source column: Python's case folding must decide).
 
@@ -139,7 +145,7 @@ class NativeKernel:
 
     def _declined_rows(self, evaluator: BatchEvaluator, declined: list[Any]) -> list[tuple[int, list[int]]]:
         """The non-ASCII values native matchers handed back, matched by Python's matcher."""
-        out = []
+        out: list[tuple[int, list[int]]] = []
         for index, items in declined:
             name, wanted = self.fields[index]
             matcher = evaluator.plan.matchers[name]
