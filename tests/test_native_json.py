@@ -287,3 +287,50 @@ def test_corpus_chunks_match_polars() -> None:
         accepted += assert_parity(chunk.data, projection, chunk.first_line)
     assert compared > 0
     assert accepted == compared, f"native declined {compared - accepted} of {compared} corpus chunks"
+
+
+# --------------------------------------------------------------------------
+# chunks read in place (memoryviews into the file's bytes)
+
+
+def test_in_place_chunks_read_as_copied_ones() -> None:
+    """``split_line_chunks(..., in_place=True)`` hands the native reader, Arrow and the
+    keyword scan memoryviews into the file instead of copies: the frames (raw lines and
+    keyword hits included) are the same, chunk by chunk."""
+    from sigmahunt.engines.embedded.evaluator import BatchEvaluator, RuleSetPlan
+    from tests.conftest import compile_yaml, rule
+
+    evaluator = BatchEvaluator(RuleSetPlan.build([compile_yaml(rule("""
+        keywords:
+            - 'mimikatz'
+        condition: keywords
+    """))]))
+    projection = Projection.of(["Image", "CommandLine"], evaluator.chunk_keyword_scanner)
+    lines = [json.dumps({"Image": f"C:\\x\\{i}.exe", "CommandLine": "run mimikatz" if i % 7 == 0 else f"c {i}",
+                         "Other": "é" * (i % 3)}) for i in range(400)]
+    data = ("\n".join(lines) + "\n").encode()
+    frames = {}
+    for in_place in (False, True):
+        frames[in_place] = []
+        for chunk in json_reader.split_line_chunks(data, 1_000, in_place=in_place):
+            assert isinstance(chunk.buffer, memoryview) is in_place
+            chunk.projection = projection
+            chunk.native = native_columns(chunk)
+            assert chunk.native is not None
+            frames[in_place].append(fast_flat_frame("s", chunk))
+    assert len(frames[True]) == len(frames[False]) > 10
+    for copied, viewed in zip(frames[False], frames[True], strict=True):
+        assert viewed.equals(copied)
+    if projection.raw_scanner is not None:  # Hyperscan present: the scan's hits came along
+        hits = pl.concat([f.get_column(json_reader.RAW_HITS_COL) for f in frames[True]])
+        assert int((hits != 0).sum()) == len(range(0, 400, 7))
+
+
+def test_native_reader_refuses_a_writable_buffer() -> None:
+    """The parse runs without the GIL: a buffer another thread could change is refused."""
+    assert PROJECT_FLAT_LINES is not None
+    wanted, refused = json_reader._native_names(PROJECTION.fields)
+    with pytest.raises(ValueError):
+        PROJECT_FLAT_LINES(bytearray(b'{"a":"1"}\n'), wanted, refused, [], 1)
+    assert PROJECT_FLAT_LINES(memoryview(b'{"a":"1"}\n'), wanted, refused, [], 1) is not None
+    assert json_reader.count_newlines(memoryview(b"a\nb\n")[1:]) == 2
