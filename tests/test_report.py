@@ -330,3 +330,15 @@ def test_run_summary_for_scripts(fixture_result: Any) -> None:
     buffer = io.BytesIO()
     print_summary_json(fixture_result, buffer)
     assert json.loads(buffer.getvalue())["events_read"] == 9
+
+
+def test_rule_meta_attack_tags_are_parsed_once_and_handed_out_as_copies() -> None:
+    from sigmahunt.engines.embedded.ir import RuleMeta
+
+    meta = RuleMeta("id", "t", "high", "test", ["attack.execution", "attack.t1059.001", "attack.Defense_Evasion",
+                                               "attack.g0001", "cve.2021-1"], "p.yml")
+    assert meta.techniques == ["T1059.001"]
+    assert meta.tactics == ["execution", "defense-evasion"]
+    meta.techniques.append("T0000")  # a record's list is its own
+    meta.tactics.clear()
+    assert meta.techniques == ["T1059.001"] and meta.tactics == ["execution", "defense-evasion"]
