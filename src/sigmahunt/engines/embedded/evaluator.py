@@ -12,6 +12,10 @@ The order of work is what makes it fast and what keeps it exact:
 
 Missing fields follow Sigma, not SQL: a test of a field the event lacks is false, so its
 ``not`` is true (``selection and not filter`` fires when the filter's field is absent).
+
+With the native module, :meth:`BatchEvaluator.evaluate` runs these steps in the rule
+kernel (native/src/kernel.rs, glue in :mod:`.kernel`) without the GIL; the Python code
+here answers what the kernel leaves to it and stays the reference (``_evaluate_python``).
 """
 
 from __future__ import annotations
