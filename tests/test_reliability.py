@@ -217,7 +217,7 @@ def test_worker_processes_give_exactly_the_sequential_detections(monkeypatch: py
     sequential = run_hunt(logs, rules, cache_dir=False, workers=1)
     in_workers = run_hunt(logs, rules, cache_dir=False, workers=2)
     assert in_workers.summary.events_read == sequential.summary.events_read == 81
-    assert in_workers.dataframe.to_json() == sequential.dataframe.to_json()
+    assert in_workers.dataframe.to_json(date_format="iso") == sequential.dataframe.to_json(date_format="iso")
 
 
 def test_writing_to_a_device_keeps_the_device(tmp_path: Path) -> None:
