@@ -106,13 +106,7 @@ class NativeKernel:
         ``may_build``: the batch is tall enough to build a field's native matcher on its
         first use (see ``NATIVE_MIN_ROWS``); otherwise undecided fields use Python's.
         """
-        arrays = []
-        for slot, name in enumerate(self.slot_names):
-            column = columns.get(name)
-            if column is not None and column.null_count() < column.len():
-                schema, array = arrow_strings(column).__arrow_c_array__()
-                arrays.append((slot, schema, array))
-        batch = self.kernel.start(arrays, columns.height)
+        batch = self.kernel.start(self._arrays(columns), columns.height)
         if batch is None:
             return None
         for index in self.kernel.undecided(batch):
@@ -120,6 +114,27 @@ class NativeKernel:
             if may_build or matcher.native_built:
                 self.kernel.set_matcher(index, matcher.native_matcher())
         python_fields, python_rows, declined = self.kernel.match_fields(batch)
+        batch.add_masks(self._python_masks(evaluator, columns, batch, python_fields, python_rows))
+        if declined:
+            batch.add_rows(self._declined_rows(evaluator, declined))
+        return {rule: np.frombuffer(rows, dtype=np.int64) for rule, rows in batch.finish()}
+
+    def _arrays(self, columns: _ColumnIndex) -> list[tuple[int, Any, Any]]:
+        """The batch's columns the kernel reads, as (slot, Arrow schema, Arrow array) capsules."""
+        arrays = []
+        for slot, name in enumerate(self.slot_names):
+            column = columns.get(name)
+            if column is not None and column.null_count() < column.len():
+                schema, array = arrow_strings(column).__arrow_c_array__()
+                arrays.append((slot, schema, array))
+        return arrays
+
+    def _python_masks(
+        self, evaluator: BatchEvaluator, columns: _ColumnIndex, batch: Any,
+        python_fields: list[tuple[int, Any]], python_rows: list[tuple[int, Any]],
+    ) -> list[tuple[int, bytes | None]]:
+        """Masks of what the kernel left to Python: keywords, fields with Python's matcher
+        (or none decided yet), fieldref rows with non-ASCII values."""
         masks: list[tuple[int, bytes | None]] = []
         selector_masks = None
         for index, rows in python_fields:
@@ -138,10 +153,7 @@ class NativeKernel:
             mask = evaluator._row_predicate(evaluator.plan.predicates[gid], columns, _mask(rows))
             if mask is not False:
                 masks.append(_mask_bytes(gid, mask))
-        batch.add_masks(masks)
-        if declined:
-            batch.add_rows(self._declined_rows(evaluator, declined))
-        return {rule: np.frombuffer(rows, dtype=np.int64) for rule, rows in batch.finish()}
+        return masks
 
     def _declined_rows(self, evaluator: BatchEvaluator, declined: list[Any]) -> list[tuple[int, list[int]]]:
         """The non-ASCII values native matchers handed back, matched by Python's matcher."""
