@@ -237,3 +237,25 @@ def test_writing_to_a_device_keeps_the_device(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     write_atomically("/dev/null", b"x")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_detection_events_keep_every_set_field_sorted_and_their_provenance() -> None:
+    """``_row_events`` on rows whose columns hold every field (EVTX, stores): nulls and
+    ``_``-columns left out of the event, names sorted, provenance from its columns."""
+    import numpy as np
+    import polars as pl
+
+    frame = pl.DataFrame({
+        "_source": ["a.evtx", "a.evtx", "b.evtx"], "_position": ["record 1", "record 2", "record 9"],
+        "_timestamp": ["2026-01-01T00:00:00.000000Z", None, "2026-01-02T00:00:00.000000Z"],
+        "Channel": ["Security", "Security", "System"], "EventID": ["4624", "4625", "7045"],
+        "image": [None, "c:\\x.exe", None], "Image": ["C:\\y.exe", None, None], "Empty": [None, None, None],
+        "ServiceName": [None, None, "evil"],
+    }, schema_overrides={"Empty": pl.String})
+    events = hunting._row_events(frame, np.array([0, 2]))
+    assert list(events) == [0, 2]
+    fields, provenance = events[2]
+    assert list(fields.items()) == [("Channel", "System"), ("EventID", "7045"), ("ServiceName", "evil")]
+    assert provenance == {"timestamp": "2026-01-02T00:00:00.000000Z", "computer": None, "channel": "System",
+                          "event_id": "7045", "source": "b.evtx", "record_id": None, "position": "record 9"}
+    assert list(events[0][0]) == ["Channel", "EventID", "Image"]
