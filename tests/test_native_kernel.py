@@ -228,6 +228,11 @@ def test_kernel_refuses_mismatched_input(monkeypatch: pytest.MonkeyPatch) -> Non
         batch.add_masks([(0, b"\x01")])
     with pytest.raises(ValueError):
         batch.add_rows([(0, [frame.height])])
+    module = _imported()
+    with pytest.raises(ValueError):  # a test on a column slot the layout lacks
+        module.RuleKernel(1, [(5, True, ["x"])], [[0]], [], [], [])
+    with pytest.raises(ValueError):  # an unknown row-predicate kind
+        module.RuleKernel(1, [(0, True, ["x"])], [[0]], [], [(1, 0, 9, [0], None, 0)], [])
     other, _ = _evaluators([compile_yaml(r) for r in RULES], monkeypatch)
     other.evaluate(frame)
     assert other._kernel is not None

@@ -266,6 +266,30 @@ struct Plan {
     true_when_all_false: Vec<u32>,
 }
 
+impl Plan {
+    /// Every index in range and every kind known: the batches index without checking.
+    fn check(&self) -> PyResult<()> {
+        let (slots, selectors) = (self.slots, self.selectors.len() as u32);
+        let slot_ok = |slot: &Option<usize>| slot.is_none_or(|s| s < slots);
+        let tests_ok = self.in_tests.iter().all(|t| t.slot < slots)
+            && self.selectors.iter().flatten().all(|&t| t < self.in_tests.len());
+        let fields_ok = self.fields.iter().all(|f| slot_ok(&f.slot) && f.selectors.iter().all(|&s| s < selectors));
+        let rows_ok = self.row_predicates.iter().all(|r| {
+            slot_ok(&r.slot)
+                && slot_ok(&r.other)
+                && r.selectors.iter().all(|&s| s < selectors)
+                && [ROW_EXISTS, ROW_NULL, ROW_FIELDREF].contains(&r.kind)
+                && [REF_EQUALS, REF_STARTSWITH, REF_ENDSWITH].contains(&r.op)
+        });
+        let variants_ok = self.variants.iter().all(|v| v.selector < selectors);
+        if tests_ok && fields_ok && rows_ok && variants_ok {
+            Ok(())
+        } else {
+            Err(PyValueError::new_err("the rule layout refers to an unknown column, test, selector or kind"))
+        }
+    }
+}
+
 enum MatcherState {
     /// Not decided yet: Python builds it on a batch tall enough (`NATIVE_MIN_ROWS`).
     Unbuilt,
@@ -318,9 +342,6 @@ impl RuleKernel {
             .into_iter()
             .map(|(slot, folded, values)| InTest { slot, folded, values: values.into_iter().map(String::into_bytes).collect() })
             .collect();
-        if in_tests.iter().any(|t| t.slot >= slots) || selectors.iter().flatten().any(|&t| t >= in_tests.len()) {
-            return Err(PyValueError::new_err("a selector refers to an unknown column or test"));
-        }
         let fields: Vec<FieldWork> =
             fields.into_iter().map(|(slot, wanted, selectors)| FieldWork { slot, wanted, selectors }).collect();
         let row_predicates: Vec<RowPredicate> = row_predicates
@@ -330,16 +351,6 @@ impl RuleKernel {
         let mut parsed = Vec::with_capacity(variants.len());
         for (rule, selector, expr, predicates, when_all_false, clauses) in variants {
             parsed.push(Variant { rule, selector, tree: Node::parse(&expr)?, predicates, when_all_false, clauses });
-        }
-        let count = selectors.len() as u32;
-        let referenced = fields.iter().flat_map(|f| &f.selectors).chain(row_predicates.iter().flat_map(|r| &r.selectors));
-        if parsed.iter().map(|v| &v.selector).chain(referenced).any(|&s| s >= count)
-            || fields.iter().filter_map(|f| f.slot).chain(row_predicates.iter().flat_map(|r| r.slot.into_iter().chain(r.other))).any(|s| s >= slots)
-            || row_predicates.iter().any(|r| {
-                ![ROW_EXISTS, ROW_NULL, ROW_FIELDREF].contains(&r.kind) || ![REF_EQUALS, REF_STARTSWITH, REF_ENDSWITH].contains(&r.op)
-            })
-        {
-            return Err(PyValueError::new_err("a selector or column index is out of range"));
         }
         let mut variants_of: FastMap<u32, Vec<u32>> = FastMap::default();
         for (index, variant) in parsed.iter().enumerate() {
@@ -352,6 +363,7 @@ impl RuleKernel {
         let matchers =
             fields.iter().map(|f| if f.slot.is_none() { MatcherState::Python } else { MatcherState::Unbuilt }).collect();
         let plan = Plan { slots, in_tests, selectors, fields, row_predicates, variants: parsed, variants_of, true_when_all_false };
+        plan.check()?;
         Ok(RuleKernel { plan: Arc::new(plan), matchers })
     }
 

@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..native import native
-from .fields import CHANNEL_CANONICAL, FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, order_columns
+from .fields import FLAT_ALIASES, FLAT_TIMESTAMP_FIELDS, canonical_channel, order_columns
 from .formats import UTF16_BOMS, LogFormat, strip_bom
 from .frames import ColumnBuilder
 from .model import (
@@ -778,7 +778,7 @@ def _canonical_channels(channel: pl.Series) -> pl.Series:
     """Canonical channel case, decided on the distinct values only (a handful per chunk)."""
     encoded = pc.dictionary_encode(channel.to_arrow())
     values = encoded.dictionary.to_pylist()
-    canonical = [CHANNEL_CANONICAL.get(value.lower(), value) for value in values]
+    canonical = [canonical_channel(value) for value in values]
     if canonical == values:
         return channel
     mapped = pa.DictionaryArray.from_arrays(encoded.indices, pa.array(canonical, type=pa.string()))

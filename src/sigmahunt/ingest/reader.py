@@ -71,10 +71,12 @@ def _read(
     paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None,
     projection: Projection | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
-    # A three-stage pipeline: one thread inflates and plans (JSON schema inference), one
-    # reads the planned chunks into frames, and the caller's thread (the hunt's matching,
-    # mostly Python) gets them batched. Inference and reading run in Polars' Rust code
-    # without the GIL, so the stages overlap on every core.
+    # A three-stage pipeline: one thread inflates and plans (the native JSON reader, or
+    # Polars' schema inference), one reads the planned chunks into frames and cuts them into
+    # batches, and the caller's thread (the hunt's matching) takes the batches. The readers
+    # and the matching run in Rust without the GIL for most of their time, so the stages
+    # overlap on every core; batching sits in a reading thread to keep its Python off the
+    # matching thread.
     tasks = prefetch(_prepare(iter_leaves(paths, password), forced, projection))
     yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
 
