@@ -68,7 +68,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hunt_bench import machine, windows_only  # noqa: E402
 
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator  # noqa: E402
-from sigmahunt.hunting import BATCH_ROWS, expand_log_paths, hunt_projection, run_hunt  # noqa: E402
+from sigmahunt.hunting import (  # noqa: E402
+    BATCH_ROWS,
+    _rule_plan_frozen,
+    expand_log_paths,
+    hunt_projection,
+    run_hunt,
+)
 from sigmahunt.ingest import EventBatch, read_logs  # noqa: E402
 from sigmahunt.rules.prepare import PreparedRules, prepare_rules  # noqa: E402
 
@@ -417,15 +423,17 @@ def detected_records(files: Sequence[Path], prepared: PreparedRules) -> set[tupl
 
 
 def evaluate_only(files: Sequence[Path], prepared: PreparedRules) -> dict[str, Any]:
-    """The hunt's sequential path without building detection records: read, then evaluate."""
+    """The hunt's sequential path without building detection records: read, then evaluate
+    (with the rule plan kept from the garbage collector, as ``run_hunt`` keeps it)."""
     evaluator = BatchEvaluator(prepared.plan())
     events = unreadable = matches = 0
-    for item in read_logs(list(files), batch_size=BATCH_ROWS, projection=hunt_projection(evaluator)):
-        if isinstance(item, EventBatch):
-            events += len(item)
-            matches += sum(len(rows) for rows in evaluator.evaluate(item.frame).values())
-        else:
-            unreadable += 1
+    with _rule_plan_frozen(prepared):
+        for item in read_logs(list(files), batch_size=BATCH_ROWS, projection=hunt_projection(evaluator)):
+            if isinstance(item, EventBatch):
+                events += len(item)
+                matches += sum(len(rows) for rows in evaluator.evaluate(item.frame).values())
+            else:
+                unreadable += 1
     return {"events": events, "unreadable": unreadable, "matches": matches}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from sigmahunt.ingest import EventBatch, Unreadable, evtx_reader, read_logs
+from sigmahunt.ingest import reader as reader_module
 from sigmahunt.ingest.fields import order_columns
 from sigmahunt.ingest.frames import BuilderMark, ColumnBuilder
 
@@ -250,3 +253,60 @@ def test_ledger_bulk_records_equal_one_by_one(seed: int) -> None:
         bulk.error(message)
     assert [c.seen for c in bulk.chunks] == [c.seen for c in one.chunks]
     assert bulk.cursor == one.cursor
+
+
+# --------------------------------------------------------------------------
+# reading lanes: EVTX units read in threads, handed on in input order
+
+
+@pytest.fixture
+def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every EVTX file a unit of its own, three lanes: the tests' small files then take the
+    threaded path that only files of 16 MB reach in real use."""
+    monkeypatch.setattr(reader_module, "EVTX_UNIT_BYTES", 1)
+    monkeypatch.setattr(reader_module, "evtx_lanes", lambda: 3)
+
+
+@needs_shared
+@pytest.mark.parametrize("batch_size", [7, 1000])
+def test_lanes_keep_input_order(tmp_path: Path, small_units: None, batch_size: int) -> None:
+    """Units read ahead in threads give the rows and reports of reading each file alone,
+    in input order, with other formats and damaged files in between."""
+    paths = mixed_inputs(tmp_path)
+    assert_same_read(paths, batch_size)
+
+
+@needs_shared
+def test_lanes_group_small_files_into_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files below the unit size share a unit (and so frames); each unit gets one packer."""
+    files = regression_evtx()[:12]
+    sizes = [p.stat().st_size for p in files]
+    monkeypatch.setattr(reader_module, "EVTX_UNIT_BYTES", sum(sizes[:4]))
+    monkeypatch.setattr(reader_module, "evtx_lanes", lambda: 2)
+    packers: list[int] = []
+    real = reader_module.EvtxPacker
+
+    def counting(frame_rows: int) -> evtx_reader.EvtxPacker:
+        packers.append(frame_rows)
+        return real(frame_rows)
+
+    assert_same_read(files, 1000)
+    monkeypatch.setattr(reader_module, "EvtxPacker", counting)
+    read(files, batch_size=1000)
+    assert 2 <= len(packers) < len(files)
+
+
+@needs_shared
+def test_abandoned_read_stops_its_lanes(small_units: None) -> None:
+    """A consumer that stops early leaves no reading thread behind."""
+    before = {t.ident for t in threading.enumerate()}
+    iterator = read_logs([str(p) for p in regression_evtx()[:20]], batch_size=1)
+    next(iterator)
+    iterator.close()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lingering = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        if not lingering:
+            break
+        time.sleep(0.05)
+    assert not lingering

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from .formats import (
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
 from .model import EventBatch, Projection, Unreadable
-from .sources import Leaf, iter_leaves, prefetch
+from ..native import native
+from .sources import Leaf, Prefetched, iter_leaves, prefetch
 from .xml_reader import read_evtx_xml
 
 DEFAULT_BATCH_SIZE = 50_000
@@ -76,7 +78,8 @@ def _read(
     # batches, and the caller's thread (the hunt's matching) takes the batches. The readers
     # and the matching run in Rust without the GIL for most of their time, so the stages
     # overlap on every core; batching sits in a reading thread to keep its Python off the
-    # matching thread.
+    # matching thread. Binary EVTX files are read in units by lanes of their own threads
+    # (see _outputs).
     tasks = prefetch(_prepare(iter_leaves(paths, password), forced, projection))
     yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
 
@@ -90,18 +93,71 @@ def _batched(outputs: Iterator[pl.DataFrame | Unreadable], batcher: Batcher) -> 
     yield from batcher.flush()
 
 
+#: EVTX files are read in units of at least this many bytes (a large file alone, small
+#: consecutive ones together, so that their rows still share frames: see EvtxPacker).
+EVTX_UNIT_BYTES = 16 << 20
+#: Frames a unit read ahead of its turn may hold (8,000-row frames in a hunt).
+EVTX_UNIT_DEPTH = 4
+
+
+def evtx_lanes() -> int:
+    """EVTX units read at once: one per core (up to 4) with the native reader, whose steps
+    release the GIL; one without it, since the Python reader holds the GIL throughout."""
+    if native() is None:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def _outputs(tasks: Iterator[_Task | Unreadable], batch_size: int) -> Iterator[pl.DataFrame | Unreadable]:
-    # Binary EVTX files share one builder (few, large frames from many small files: see
-    # EvtxPacker); its rows are handed on before any other reader's, to keep input order.
-    evtx = EvtxPacker(min(batch_size, FRAME_ROWS))
-    for item in tasks:
-        if isinstance(item, Unreadable):
-            yield item
-            continue
-        if not _reads_binary_evtx(item):
-            yield from evtx.flush()
-        yield from _execute(item, evtx)
-    yield from evtx.flush()
+    """Every task's frames and reports, in input order.
+
+    Binary EVTX files are grouped into units (``EVTX_UNIT_BYTES``), each read by its own
+    :class:`EvtxPacker` in a worker thread; up to :func:`evtx_lanes` units are read at once,
+    the next ones ahead of their turn (``EVTX_UNIT_DEPTH`` frames at most), and their
+    outputs are handed on unit by unit. Why: the native EVTX reader is one core's work per
+    file (bench/RESULTS.md, EVTX), and a collection of logs is many files. Any other task
+    waits until the units before it are handed on, to keep input order.
+    """
+    frame_rows = min(batch_size, FRAME_ROWS)
+    lanes = evtx_lanes()
+    started: deque[Prefetched[pl.DataFrame | Unreadable]] = deque()
+    unit: list[_Task] = []
+    unit_bytes = 0
+    try:
+        for item in tasks:
+            if isinstance(item, _Task) and _reads_binary_evtx(item):
+                unit.append(item)
+                unit_bytes += len(item.leaf.data)
+                if unit_bytes >= EVTX_UNIT_BYTES:
+                    started.append(Prefetched(_read_evtx_unit(unit, frame_rows), EVTX_UNIT_DEPTH))
+                    unit, unit_bytes = [], 0
+                    while len(started) >= lanes:
+                        yield from started.popleft()
+                continue
+            if unit:
+                started.append(Prefetched(_read_evtx_unit(unit, frame_rows), EVTX_UNIT_DEPTH))
+                unit, unit_bytes = [], 0
+            while started:
+                yield from started.popleft()
+            if isinstance(item, Unreadable):
+                yield item
+            else:
+                yield from _execute(item, None)
+        if unit:
+            started.append(Prefetched(_read_evtx_unit(unit, frame_rows), EVTX_UNIT_DEPTH))
+        while started:
+            yield from started.popleft()
+    finally:
+        for lane in started:
+            lane.close()
+
+
+def _read_evtx_unit(unit: list[_Task], frame_rows: int) -> Iterator[pl.DataFrame | Unreadable]:
+    """One unit of EVTX files through one shared builder (see EvtxPacker)."""
+    packer = EvtxPacker(frame_rows)
+    for task in unit:
+        yield from _execute(task, packer)
+    yield from packer.flush()
 
 
 def _prepare(
@@ -133,7 +189,8 @@ def _reads_binary_evtx(task: _Task) -> bool:
     return task.plan is None and task.fmt not in (LogFormat.EVTX_XML, LogFormat.CSV)
 
 
-def _execute(task: _Task, evtx: EvtxPacker) -> Iterator[pl.DataFrame | Unreadable]:
+def _execute(task: _Task, evtx: EvtxPacker | None) -> Iterator[pl.DataFrame | Unreadable]:
+    """One task's frames; binary EVTX tasks go into ``evtx``, their unit's builder."""
     try:
         if task.plan is not None:
             yield from execute_json(task.plan)
@@ -141,7 +198,8 @@ def _execute(task: _Task, evtx: EvtxPacker) -> Iterator[pl.DataFrame | Unreadabl
             yield from read_evtx_xml(task.leaf.source, task.leaf.data)
         elif task.fmt is LogFormat.CSV:
             yield from read_csv(task.leaf.source, task.leaf.data)
-        else:  # the rows join the shared EVTX builder
+        else:  # the rows join the unit's shared EVTX builder
+            assert evtx is not None, "binary EVTX tasks are read in units"
             yield from evtx.read(task.leaf.source, task.leaf.data)
     except Exception as exc:
         yield Unreadable(task.leaf.source, "file", f"internal error while reading: {exc!r}")

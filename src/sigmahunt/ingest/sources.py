@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 from .formats import (
     NON_LOG_SUFFIXES,
@@ -379,41 +379,59 @@ def _7z_reason(exc: Exception, password: str | None) -> str | None:
 def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """Produce ``items`` in a worker thread, ``depth`` items ahead.
 
-    The worker stops promptly when the consumer abandons the iterator, and
-    exceptions raised while producing are re-raised in the consumer.
+    The worker starts at the first ``next`` and stops promptly when the consumer abandons
+    the iterator; exceptions raised while producing are re-raised in the consumer.
     """
-    slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    yield from Prefetched(items, depth)
 
-    def put(kind: str, value: object) -> bool:
-        while not stop.is_set():
+
+class Prefetched(Generic[T]):
+    """``items`` produced in a worker thread started at construction, ``depth`` ahead.
+
+    Why a class: the EVTX reading lanes start the next file's reading before its turn comes
+    (see ``reader._outputs``), so the worker must run before anyone iterates, and a lane
+    the consumer never reaches must still be stopped (:meth:`close`).
+    """
+
+    def __init__(self, items: Iterable[T], depth: int = 1) -> None:
+        self._slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._items = items
+        self._worker = threading.Thread(target=self._work, name="sigmahunt-ingest-prefetch", daemon=True)
+        self._worker.start()
+
+    def _put(self, kind: str, value: object) -> bool:
+        while not self._stop.is_set():
             try:
-                slots.put((kind, value), timeout=0.1)
+                self._slots.put((kind, value), timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work() -> None:
+    def _work(self) -> None:
         try:
-            for item in items:
-                if not put("item", item):
+            for item in self._items:
+                if not self._put("item", item):
                     return
         except BaseException as exc:
-            put("error", exc)
+            self._put("error", exc)
             return
-        put("done", None)
+        self._put("done", None)
 
-    worker = threading.Thread(target=work, name="sigmahunt-ingest-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise cast(BaseException, value)
-            yield cast(T, value)
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                kind, value = self._slots.get()
+                if kind == "done":
+                    return
+                if kind == "error":
+                    raise cast(BaseException, value)
+                yield cast(T, value)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops the worker (it finishes the item in hand) and waits for it briefly."""
+        self._stop.set()
+        self._worker.join(timeout=5)

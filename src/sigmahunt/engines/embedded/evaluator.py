@@ -44,7 +44,12 @@ from sigmahunt.engines.embedded.ir import (
     predicates_of,
 )
 from sigmahunt.engines.embedded.kernel import NativeKernel, arrow_strings
-from sigmahunt.engines.embedded.keywords import ChunkKeywordScanner, KeywordPrefilter, RawKeywordPrefilter
+from sigmahunt.engines.embedded.keywords import (
+    BatchKeywordScanner,
+    ChunkKeywordScanner,
+    KeywordPrefilter,
+    RawKeywordPrefilter,
+)
 from sigmahunt.engines.embedded.matcher import ValueMatcher
 from sigmahunt.ingest import RAW_COL, RAW_HITS_COL, complete_rows
 from sigmahunt.native import native
@@ -246,6 +251,8 @@ class BatchEvaluator:
         self._keyword_prefilters, self._raw_keyword_prefilters = _keyword_prefilters(plan)
         #: For the ingest: scans raw lines for every keyword group at once (see RAW_HITS_COL).
         self.chunk_keyword_scanner = ChunkKeywordScanner.build(self._raw_keyword_prefilters)
+        #: Column keyword candidates for all selectors at once (None without Hyperscan).
+        self._batch_keyword_scanner = BatchKeywordScanner.build(self._keyword_prefilters)
         self._work = _Work.build(plan)
         self._native_module = native()
         self._kernel: NativeKernel | None = None
@@ -406,11 +413,7 @@ class BatchEvaluator:
         if RAW_COL in frame.columns:
             projected = _as_mask(frame.get_column(RAW_COL).is_not_null().to_numpy())
             projected = _as_constant(projected)
-        names = [n for n in frame.columns if not n.startswith(META_PREFIX)]
-        candidates = self._keyword_candidates(
-            self._keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
-                subset.select(names).get_columns(), subset.height),
-            frame, _and(rows, _not(projected)), selector_masks)
+        candidates = self._column_candidates(frame, _and(rows, _not(projected)), selector_masks)
         if projected is not False and RAW_HITS_COL in frame.columns and self.chunk_keyword_scanner is not None:
             raw_candidates = self._scanned_candidates(frame, _and(rows, projected), selector_masks)
             candidates = _or(candidates, raw_candidates)
@@ -450,6 +453,39 @@ class BatchEvaluator:
                 continue
             found = (flags & np.uint64(bits[selector])) != 0 if prefilter is not None else True
             hit |= np.broadcast_to(_and(found, mask), (frame.height,))
+        return hit if hit.any() else False
+
+    def _column_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: SelectorMasks) -> Mask:
+        """Keyword candidates among ``rows`` (complete rows), searched in every column.
+
+        With Hyperscan all active selectors are searched at once (:class:`.BatchKeywordScanner`:
+        each column converted and scanned once per batch, not once per selector), over the
+        union of their rows, then each selector's candidates are ANDed with its rows. Without
+        it each selector's :class:`.KeywordPrefilter` searches its own rows with Polars.
+        """
+        names = [n for n in frame.columns if not n.startswith(META_PREFIX)]
+        scanner = self._batch_keyword_scanner
+        if scanner is None:
+            return self._keyword_candidates(
+                self._keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
+                    subset.select(names).get_columns(), subset.height),
+                frame, rows, selector_masks)
+        if frame.width == 0 or rows is False:
+            return False
+        hit = np.zeros(frame.height, dtype=bool)
+        scanned: dict[int, Mask] = {}  # selector with literals -> its rows among ``rows``
+        for selector, prefilter in self._keyword_prefilters.items():
+            mask = _and(selector_masks[selector], rows)
+            if mask is False:
+                continue
+            if prefilter is None:  # a keyword without any literal: every row of the selector
+                hit |= mask
+            else:
+                scanned[selector] = mask
+        if scanned:
+            found = _scan_columns(scanner, frame.select(names), frame.height, scanned)
+            for selector, mask in scanned.items():
+                hit |= _and(found[selector], mask)
         return hit if hit.any() else False
 
     def _keyword_candidates(
@@ -601,6 +637,28 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
                 if pid in wanted:
                     _set_rows(masks, pid, value_rows, height)
     return masks
+
+
+def _scan_columns(
+    scanner: BatchKeywordScanner, columns: pl.DataFrame, height: int, masks: dict[int, Mask]
+) -> dict[int, np.ndarray]:
+    """Per selector, the rows (of ``height``) holding one of its literals in one of the
+    ``columns``; searched in the union of the selectors' rows (gathered first when under
+    half the batch, as each selector's own rows once were; elsewhere the answer is unused).
+    ``height`` is explicit: a frame without any column has none."""
+    union: Mask = False
+    for mask in masks.values():
+        union = _or(union, mask)
+    positions = None if union is True else np.flatnonzero(union)
+    if positions is None or positions.size >= height // 2:
+        return scanner.candidate_rows(columns.get_columns(), height, list(masks))
+    subset = columns[positions.tolist()]
+    found = scanner.candidate_rows(subset.get_columns(), positions.size, list(masks))
+    out: dict[int, np.ndarray] = {}
+    for selector, rows in found.items():
+        out[selector] = np.zeros(height, dtype=bool)
+        out[selector][positions] = rows
+    return out
 
 
 def _set_rows(masks: dict[int, Mask], pid: int, rows: list[int], height: int) -> None:

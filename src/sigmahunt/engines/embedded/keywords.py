@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -63,24 +64,15 @@ class KeywordPrefilter:
         return hit
 
     def _scan_hyperscan(self, column: pl.Series, hit: np.ndarray) -> None:
-        """Scan the column's Arrow data buffer in place; rows from match ends by binary search.
-
-        (Polars' own string-view buffers can be exported without a copy, but mapping
-        matches back through thousands of small buffers cost more than the copy saved.)
-        """
-        array = column.to_arrow()
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        if not pa.types.is_large_string(array.type):
-            array = array.cast(pa.large_string())
-        _, offsets_buffer, data = array.buffers()
-        if data is None or data.size == 0:
+        """Scan the column's Arrow data buffer in place; rows from match ends by binary search."""
+        strings = _large_strings(column)
+        if strings is None:
             return
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset: array.offset + len(array) + 1]
+        offsets, data = strings
         ends = self._ends(data)
         if ends.size:
             rows = np.searchsorted(offsets, ends - 1, side="right") - 1
-            rows = rows[(rows >= 0) & (rows < len(array))]
+            rows = rows[(rows >= 0) & (rows < len(offsets) - 1)]
             hit[rows] = True
 
     def _ends(self, data: pa.Buffer) -> np.ndarray:
@@ -100,19 +92,40 @@ class KeywordPrefilter:
         return found.fill_null(False).to_numpy()
 
 
-def _compile(folded: Sequence[str], cased: Sequence[str]) -> object:
-    expressions: list[bytes] = []
-    flags: list[int] = []
-    for literal in folded:
-        expressions.append(_literal_pattern(literal))
-        flags.append(hyperscan.HS_FLAG_CASELESS)
-    for literal in cased:
-        expressions.append(_literal_pattern(literal))
-        flags.append(0)
+def _large_strings(column: pl.Series) -> tuple[np.ndarray, pa.Buffer] | None:
+    """The column as Arrow large_string offsets (``len + 1`` of them) and data buffer, or
+    None when it holds no byte.
+
+    A copy: Polars' own string-view buffers can be exported without one, but mapping
+    matches back through thousands of small buffers cost more than the copy saved.
+    """
+    array = column.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    _, offsets_buffer, data = array.buffers()
+    if data is None or data.size == 0:
+        return None
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset: array.offset + len(array) + 1]
+    return offsets, data
+
+
+def _hyperscan_literals(folded: Sequence[str], cased: Sequence[str]) -> list[tuple[str, int]]:
+    """(literal, Hyperscan flags) searched for these ASCII literals: the folded ones with
+    ASCII case folding, then the cased ones, then (with folded ones) the characters whose
+    lowercase is ASCII, which that folding would miss."""
+    literals = [(literal, hyperscan.HS_FLAG_CASELESS) for literal in folded]
+    literals += [(literal, 0) for literal in cased]
     if folded:
-        for char in _UNICODE_TO_ASCII_FOLDS:
-            expressions.append(_literal_pattern(char))
-            flags.append(0)
+        literals += [(char, 0) for char in _UNICODE_TO_ASCII_FOLDS]
+    return literals
+
+
+def _compile(folded: Sequence[str], cased: Sequence[str]) -> object:
+    literals = _hyperscan_literals(folded, cased)
+    expressions = [_literal_pattern(literal) for literal, _ in literals]
+    flags = [flag for _, flag in literals]
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
                      flags=flags)
@@ -122,6 +135,132 @@ def _compile(folded: Sequence[str], cased: Sequence[str]) -> object:
 def _literal_pattern(literal: str) -> bytes:
     """A Hyperscan pattern matching the literal's UTF-8 bytes exactly."""
     return b"".join(b"\\x%02x" % byte for byte in literal.encode("utf-8"))
+
+
+class BatchKeywordScanner:
+    """Keyword candidates of a batch's columns for every active selector, each column
+    converted and scanned once.
+
+    Scanning per selector (:meth:`KeywordPrefilter.candidate_rows`) converted every string
+    column to Arrow once per selector and batch: on EVTX batches (~100 columns, a few
+    keyword selectors active) the conversions and their Python glue cost most of the
+    evaluation, the Hyperscan scans themselves little. Here one database holds the active
+    selectors' literals (each pattern id knows the selectors whose literal it is), so each
+    column is converted and scanned once, and a match marks its row for those selectors.
+
+    The rows are those :class:`KeywordPrefilter` gives: the same literals and flags, the
+    same Polars search of the Unicode-lowercased text for non-ASCII literals. One
+    difference, which only removes candidates no keyword can match: a match must lie
+    within one value (a literal has a fixed byte length, so its start is known), whereas
+    scanning a column's buffer may report a match spanning two adjacent values, and which
+    values are adjacent depends on the row subset scanned.
+
+    Only with Hyperscan (:meth:`build` gives None without it: each selector's
+    :class:`KeywordPrefilter` then searches with Polars, as before).
+    """
+
+    def __init__(self, prefilters: dict[int, KeywordPrefilter]) -> None:
+        self._prefilters = prefilters
+        #: Active selectors (sorted) -> their database; few distinct sets occur in a hunt.
+        self._databases: dict[tuple[int, ...], _SelectorDatabase | None] = {}
+
+    @classmethod
+    def build(cls, prefilters: dict[int, KeywordPrefilter | None]) -> BatchKeywordScanner | None:
+        """None without Hyperscan (or without any selector with literals)."""
+        usable = {s: p for s, p in prefilters.items() if p is not None}
+        if not usable or hyperscan is None:
+            return None
+        return cls(usable)
+
+    def candidate_rows(
+        self, columns: Sequence[pl.Series], height: int, selectors: Sequence[int]
+    ) -> dict[int, np.ndarray]:
+        """Per selector (each must have a prefilter), the rows of these columns that contain
+        one of its literals."""
+        active = tuple(sorted(set(selectors)))
+        hit = np.zeros((len(active), height), dtype=bool)
+        database = self._database(active)
+        unicode_folded = [(k, self._prefilters[s].unicode_folded) for k, s in enumerate(active)
+                          if self._prefilters[s].unicode_folded]
+        for column in columns:
+            if column.null_count() == column.len():
+                continue
+            if database is not None:
+                database.scan(column, hit)
+            if unicode_folded:
+                _scan_unicode_folded(column, unicode_folded, hit)
+        return {selector: hit[k] for k, selector in enumerate(active)}
+
+    def _database(self, active: tuple[int, ...]) -> _SelectorDatabase | None:
+        if active not in self._databases:
+            self._databases[active] = _SelectorDatabase.compile([self._prefilters[s] for s in active])
+        return self._databases[active]
+
+
+class _SelectorDatabase:
+    """One Hyperscan database over several selectors' ASCII literals; pattern ``i`` has byte
+    length ``lengths[i]`` and is a literal of selector (row of the hit matrix) ``k`` where
+    ``members[i, k]``."""
+
+    def __init__(self, database: Any, lengths: np.ndarray, members: np.ndarray) -> None:
+        self._database = database
+        self._lengths = lengths
+        self._members = members
+
+    @classmethod
+    def compile(cls, prefilters: Sequence[KeywordPrefilter]) -> _SelectorDatabase | None:
+        """None when no prefilter has an ASCII literal. A literal several selectors share is
+        one pattern (one callback per match)."""
+        index: dict[tuple[str, int], int] = {}
+        owners: list[list[int]] = []
+        for k, prefilter in enumerate(prefilters):
+            for literal in _hyperscan_literals(prefilter.folded, prefilter.cased):
+                if literal not in index:
+                    index[literal] = len(owners)
+                    owners.append([])
+                owners[index[literal]].append(k)
+        if not index:
+            return None
+        members = np.zeros((len(index), len(prefilters)), dtype=bool)
+        for i, ks in enumerate(owners):
+            members[i, ks] = True
+        lengths = np.asarray([len(literal.encode("utf-8")) for literal, _ in index], dtype=np.int64)
+        database = cached_database([_literal_pattern(literal) for literal, _ in index], [flag for _, flag in index])
+        return cls(database, lengths, members)
+
+    def scan(self, column: pl.Series, hit: np.ndarray) -> None:
+        """Set ``hit[k, row]`` where the column's value at ``row`` contains a literal of
+        selector ``k``."""
+        strings = _large_strings(column)
+        if strings is None:
+            return
+        offsets, data = strings
+        ids: list[int] = []
+        ends: list[int] = []
+
+        def on_match(i: int, _from: int, to: int, _flags: int, _context: object) -> None:
+            ids.append(i)
+            ends.append(to)
+
+        self._database.scan(data, match_event_handler=on_match)
+        if not ids:
+            return
+        patterns = np.asarray(ids, dtype=np.int64)
+        stops = np.asarray(ends, dtype=np.int64)
+        rows = np.searchsorted(offsets, stops - 1, side="right") - 1
+        inside = (rows >= 0) & (rows < len(offsets) - 1)  # ends within some value's bytes
+        patterns, stops, rows = patterns[inside], stops[inside], rows[inside]
+        within = stops - self._lengths[patterns] >= offsets[rows]  # starts there too
+        pairs, selectors = np.nonzero(self._members[patterns[within]])
+        hit[selectors, rows[within][pairs]] = True
+
+
+def _scan_unicode_folded(column: pl.Series, literals: Sequence[tuple[int, Sequence[str]]], hit: np.ndarray) -> None:
+    """``hit[k]`` where the Unicode-lowercased value contains one of selector ``k``'s
+    non-ASCII literals (lowercased once per column for all of them)."""
+    lowered = column.str.to_lowercase()
+    for k, selector_literals in literals:
+        hit[k] |= lowered.str.contains_any(list(selector_literals)).fill_null(False).to_numpy()
 
 
 # --------------------------------------------------------------------------------------
