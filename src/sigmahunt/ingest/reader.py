@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..native import native
 from .csv_reader import read_csv
 from .evtx_reader import FRAME_ROWS, EvtxPacker
 from .formats import (
@@ -24,7 +25,6 @@ from .formats import (
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
 from .model import EventBatch, Projection, Unreadable
-from ..native import native
 from .sources import Leaf, Prefetched, iter_leaves, prefetch
 from .xml_reader import read_evtx_xml
 
