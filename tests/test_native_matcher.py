@@ -13,6 +13,7 @@ import os
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +37,12 @@ def _plan(rule_yamls: Sequence[str], native: bool, monkeypatch: pytest.MonkeyPat
     return RuleSetPlan.build([compile_yaml(y) for y in rule_yamls])
 
 
-def _native_pids(matcher: ValueMatcher, values: Sequence[str | None], array_type: pa.DataType) -> list[set[int]]:
-    """Per value, the predicates whose native mask is set on its row (Python for non-ASCII)."""
-    native = matcher.native_matcher()
+def _native_pids(
+    matcher: ValueMatcher, values: Sequence[str | None], array_type: pa.DataType, native: Any = None
+) -> list[set[int]]:
+    """Per value, the predicates whose native mask is set on its row (Python for non-ASCII);
+    ``native``: a native matcher built apart (default: the matcher's own)."""
+    native = native or matcher.native_matcher()
     assert native is not None
     array = pa.array(values, type=array_type)
     schema, data = array.__arrow_c_array__()
@@ -184,6 +188,32 @@ def test_every_sigmahq_field_matcher_agrees(monkeypatch: pytest.MonkeyPatch) -> 
             continue
         values = _values_for(python_plan.matchers[name], rng, limit=150)
         assert _native_pids(matcher, values, pa.string_view()) == _python_pids(python_plan.matchers[name], values), name
+        checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("dfa_after_bytes", [0, 1 << 40])
+def test_sigmahq_field_matchers_agree_with_either_automaton(
+    dfa_after_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The literal sets scan with an NFA, then a DFA once they have scanned enough
+    (native/src/matcher.rs, DFA_AFTER_BYTES): both automata, from the first value on."""
+    from sigmahunt.rules.prepare import prepare_rules
+
+    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
+    rules = prepare_rules([SHARED / "sigma" / "rules" / "windows"]).runnable
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "off")
+    python_plan = RuleSetPlan.build(rules)
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
+    native_plan = RuleSetPlan.build(rules)
+    rng = random.Random(5)
+    checked = 0
+    for name, matcher in native_plan.matchers.items():
+        native = matcher._build_native(dfa_after_bytes)
+        if native is None:
+            continue
+        values = _values_for(python_plan.matchers[name], rng, limit=60)
+        assert _native_pids(matcher, values, pa.string_view(), native) == _python_pids(python_plan.matchers[name], values), name
         checked += 1
     assert checked > 100
 

@@ -19,7 +19,7 @@ pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
-const ABI: u32 = 3;
+const ABI: u32 = 4;
 
 #[pymodule]
 fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -161,7 +161,9 @@ class ValueMatcher:
             self.native = self._build_native()
         return self.native
 
-    def _build_native(self) -> Any | None:
+    def _build_native(self, dfa_after_bytes: int | None = None) -> Any | None:
+        """``dfa_after_bytes``: when the literal sets switch to a DFA (None: the native
+        default, ``DFA_AFTER_BYTES`` in native/src/matcher.rs); tests pass 0 and a huge one."""
         module = self.native_module
         if module is None or self.cidrs or self.compares or self.timeparts:
             return None
@@ -172,11 +174,12 @@ class ValueMatcher:
         def globs(entries: list[ScanEntry]) -> list[tuple[int, str, str | None]]:
             return [(e.pid, e.text, e.required[0] if e.required else None) for e in entries if e.kind is Kind.GLOB]
 
+        extra = {} if dfa_after_bytes is None else {"dfa_after_bytes": dfa_after_bytes}
         try:
             return module.FieldMatcher(
                 list(self.eq_fold.items()), list(self.eq_cased.items()), list(self.any_value),
                 literals(self.scan_fold), literals(self.scan_cased), globs(self.scan_fold), globs(self.scan_cased),
-                [(pid, pattern) for pid, pattern, _ in self.regexes],
+                [(pid, pattern) for pid, pattern, _ in self.regexes], **extra,
             )
         except (ValueError, UnicodeEncodeError):  # a pattern Rust refuses, a lone surrogate: Python answers
             return None
