@@ -170,34 +170,12 @@ def test_engine_results_are_the_same_with_and_without_native(monkeypatch: pytest
 
 
 @pytest.mark.skipif(not (SHARED / "sigma" / "rules").exists(), reason="../shared/sigma is not present")
-def test_every_sigmahq_field_matcher_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
-    """All SigmaHQ Windows rules' field matchers, on values made from their own literals."""
-    from sigmahunt.rules.prepare import prepare_rules
-
-    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
-    prepared = prepare_rules([SHARED / "sigma" / "rules" / "windows"])
-    rules = prepared.runnable
-    monkeypatch.setenv("SIGMAHUNT_NATIVE", "off")
-    python_plan = RuleSetPlan.build(rules)
-    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
-    native_plan = RuleSetPlan.build(rules)
-    rng = random.Random(11)
-    checked = 0
-    for name, matcher in native_plan.matchers.items():
-        if matcher.native_matcher() is None:
-            continue
-        values = _values_for(python_plan.matchers[name], rng, limit=150)
-        assert _native_pids(matcher, values, pa.string_view()) == _python_pids(python_plan.matchers[name], values), name
-        checked += 1
-    assert checked > 100
-
-
-@pytest.mark.parametrize("dfa_after_bytes", [0, 1 << 40])
-def test_sigmahq_field_matchers_agree_with_either_automaton(
-    dfa_after_bytes: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The literal sets scan with an NFA, then a DFA once they have scanned enough
-    (native/src/matcher.rs, DFA_AFTER_BYTES): both automata, from the first value on."""
+@pytest.mark.parametrize("dfa_after_bytes", [None, 0, 1 << 40])
+def test_every_sigmahq_field_matcher_agrees(dfa_after_bytes: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All SigmaHQ Windows rules' field matchers, on values made from their own literals:
+    as a hunt builds them (None: literal sets scan with an NFA, then a DFA once they have
+    scanned enough, native/src/matcher.rs DFA_AFTER_BYTES), and with the DFA or the NFA
+    from the first value on."""
     from sigmahunt.rules.prepare import prepare_rules
 
     monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
@@ -206,13 +184,13 @@ def test_sigmahq_field_matchers_agree_with_either_automaton(
     python_plan = RuleSetPlan.build(rules)
     monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
     native_plan = RuleSetPlan.build(rules)
-    rng = random.Random(5)
+    rng = random.Random(11)
     checked = 0
     for name, matcher in native_plan.matchers.items():
-        native = matcher._build_native(dfa_after_bytes)
+        native = matcher.native_matcher() if dfa_after_bytes is None else matcher._build_native(dfa_after_bytes)
         if native is None:
             continue
-        values = _values_for(python_plan.matchers[name], rng, limit=60)
+        values = _values_for(python_plan.matchers[name], rng, limit=150 if dfa_after_bytes is None else 60)
         expected = _python_pids(python_plan.matchers[name], values)
         assert _native_pids(matcher, values, pa.string_view(), native) == expected, name
         checked += 1
