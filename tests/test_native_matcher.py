@@ -169,21 +169,31 @@ def test_engine_results_are_the_same_with_and_without_native(monkeypatch: pytest
     assert results["on"] == results["off"] == [[1, 3, 4], [2]]
 
 
+@pytest.fixture(scope="module")
+def sigmahq_plans() -> tuple[RuleSetPlan, RuleSetPlan]:
+    """SigmaHQ's Windows rules as a Python-only plan and a native one (built once: ~5 s)."""
+    from sigmahunt.rules.prepare import prepare_rules
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIGMAHUNT_CACHE_DIR", "off")
+        rules = prepare_rules([SHARED / "sigma" / "rules" / "windows"]).runnable
+        patch.setenv("SIGMAHUNT_NATIVE", "off")
+        python_plan = RuleSetPlan.build(rules)
+        patch.setenv("SIGMAHUNT_NATIVE", "on")
+        native_plan = RuleSetPlan.build(rules)
+    return python_plan, native_plan
+
+
 @pytest.mark.skipif(not (SHARED / "sigma" / "rules").exists(), reason="../shared/sigma is not present")
 @pytest.mark.parametrize("dfa_after_bytes", [None, 0, 1 << 40])
-def test_every_sigmahq_field_matcher_agrees(dfa_after_bytes: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_sigmahq_field_matcher_agrees(
+    dfa_after_bytes: int | None, sigmahq_plans: tuple[RuleSetPlan, RuleSetPlan]
+) -> None:
     """All SigmaHQ Windows rules' field matchers, on values made from their own literals:
     as a hunt builds them (None: literal sets scan with an NFA, then a DFA once they have
     scanned enough, native/src/matcher.rs DFA_AFTER_BYTES), and with the DFA or the NFA
     from the first value on."""
-    from sigmahunt.rules.prepare import prepare_rules
-
-    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
-    rules = prepare_rules([SHARED / "sigma" / "rules" / "windows"]).runnable
-    monkeypatch.setenv("SIGMAHUNT_NATIVE", "off")
-    python_plan = RuleSetPlan.build(rules)
-    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
-    native_plan = RuleSetPlan.build(rules)
+    python_plan, native_plan = sigmahq_plans
     rng = random.Random(11)
     checked = 0
     for name, matcher in native_plan.matchers.items():
