@@ -235,24 +235,28 @@ class _SelectorDatabase:
         if strings is None:
             return
         offsets, data = strings
-        ids: list[int] = []
-        ends: list[int] = []
-
-        def on_match(i: int, _from: int, to: int, _flags: int, _context: object) -> None:
-            ids.append(i)
-            ends.append(to)
-
-        self._database.scan(data, match_event_handler=on_match)
-        if not ids:
+        patterns, stops = _matches(self._database, data)
+        if not patterns.size:
             return
-        patterns = np.asarray(ids, dtype=np.int64)
-        stops = np.asarray(ends, dtype=np.int64)
         rows = np.searchsorted(offsets, stops - 1, side="right") - 1
         inside = (rows >= 0) & (rows < len(offsets) - 1)  # ends within some value's bytes
         patterns, stops, rows = patterns[inside], stops[inside], rows[inside]
         within = stops - self._lengths[patterns] >= offsets[rows]  # starts there too
         pairs, selectors = np.nonzero(self._members[patterns[within]])
         hit[selectors, rows[within][pairs]] = True
+
+
+def _matches(database: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(pattern id, match end offset) of every Hyperscan match in ``data``, as int64 arrays."""
+    ids: list[int] = []
+    ends: list[int] = []
+
+    def on_match(i: int, _from: int, to: int, _flags: int, _context: object) -> None:
+        ids.append(i)
+        ends.append(to)
+
+    database.scan(data, match_event_handler=on_match)
+    return np.asarray(ids, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
 def _scan_unicode_folded(column: pl.Series, literals: Sequence[tuple[int, Sequence[str]]], hit: np.ndarray) -> None:
@@ -407,16 +411,9 @@ class ChunkKeywordScanner:
         flags = np.zeros(len(offsets) - 1, dtype=np.uint64)
         if not data:
             return flags
-        ids: list[int] = []
-        ends: list[int] = []
-
-        def on_match(i: int, _f: int, to: int, _fl: int, _c: object) -> None:
-            ids.append(i)
-            ends.append(to)
-
-        self._database.scan(data, match_event_handler=on_match)
-        if ids:
-            rows = np.searchsorted(offsets, np.asarray(ends, dtype=np.int64) - 1, side="right") - 1
+        ids, ends = _matches(self._database, data)
+        if ids.size:
+            rows = np.searchsorted(offsets, ends - 1, side="right") - 1
             keep = (rows >= 0) & (rows < len(flags))
-            np.bitwise_or.at(flags, rows[keep], self._masks[np.asarray(ids)[keep]])
+            np.bitwise_or.at(flags, rows[keep], self._masks[ids[keep]])
         return flags
