@@ -13,6 +13,8 @@ missing module fails).
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import random
 import struct
@@ -21,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -251,6 +254,34 @@ def test_rows_added_from_python_build_the_same_frame() -> None:
     rust.rollback(mark_rust)
     assert_frame_equal(rust.take(), python.take())
     assert rust.height == 0
+
+def test_columns_are_handed_over_without_a_copy() -> None:
+    """``take`` lends Rust's buffers (``OwnedBuffer``): read-only, adopted by Arrow in place,
+    and alive as long as a frame uses them, after the builder and the wrappers are gone."""
+    module = native()
+    assert module is not None
+    rust = evtx_reader.NativeColumns(module)
+    rust.add({"a": "short", "b": "a value longer than twelve bytes"})
+    rust.add({"b": None, "c": "x"})
+    height, columns = rust.columns.take()
+    assert height == 2
+    by_name = {name: (validity, views, data) for name, validity, views, data in columns}
+    validity, views, data = by_name["b"]
+    assert isinstance(views, module.OwnedBuffer)
+    view = memoryview(views)
+    assert view.readonly and view.nbytes == 2 * 16 == len(views)
+    with pytest.raises(TypeError, match="read-only"):
+        view[0:1] = b"\x00"
+    with pytest.raises((TypeError, BufferError)):  # a writable export is refused
+        ctypes.c_char.from_buffer(views)
+    assert bytes(memoryview(data[0])) == data[0].to_bytes() == b"a value longer than twelve bytes"
+    assert pa.py_buffer(views).address == pa.py_buffer(views).address  # one memory, not copies
+    rust.add({"a": "short", "b": "a value longer than twelve bytes"})
+    frame = rust.take()
+    del rust, columns, by_name, validity, views, data, view
+    gc.collect()
+    assert frame.to_dicts() == [{"a": "short", "b": "a value longer than twelve bytes"}]
+
 
 
 # -- the Rust port of timestamps.iso_utc ------------------------------------------------

@@ -21,7 +21,9 @@ use evtx::err::EvtxError;
 use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 
+use crate::buffers::{flatten_views, OwnedBuffer};
 use crate::fast_map::FastMap;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -563,7 +565,7 @@ pub(crate) fn iso_utc(value: &str) -> Option<String> {
 /// against ~0.2 ns for a `string_view` one, which it adopts as is.
 #[derive(Default)]
 struct ViewColumn {
-    views: Vec<[u32; 4]>,
+    views: Vec<[u8; 16]>,
     buffers: Vec<Vec<u8>>,
     validity: Vec<u8>,
     nulls: usize,
@@ -572,9 +574,15 @@ struct ViewColumn {
 /// A data buffer is closed past this size (view offsets are 32-bit).
 const VIEW_BUFFER_LIMIT: usize = 1 << 30;
 
+/// One column's Arrow buffers, ready to hand to Python: (validity or None when there is
+/// no null, views, data buffers).
+type ColumnParts = (Option<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>);
+
 impl ViewColumn {
-    fn with_nulls(rows: usize) -> Self {
-        let mut column = ViewColumn::default();
+    /// `rows` nulls, with room for `capacity` views: a frame's columns all end
+    /// `frame_rows` long, and growing them by doubling copied each one about twice.
+    fn with_nulls(rows: usize, capacity: usize) -> Self {
+        let mut column = ViewColumn { views: Vec::with_capacity(capacity.max(rows)), ..ViewColumn::default() };
         column.pad_to(rows);
         column
     }
@@ -601,14 +609,14 @@ impl ViewColumn {
             self.validity.push(0);
         }
         self.validity[row / 8] |= 1 << (row % 8);
-        self.views.push(bytemuck_view(view));
+        self.views.push(view);
     }
 
     /// Nulls up to `rows` (fields absent from the last records): zero views, bits 0.
     fn pad_to(&mut self, rows: usize) {
         if self.views.len() < rows {
             self.nulls += rows - self.views.len();
-            self.views.resize(rows, [0; 4]);
+            self.views.resize(rows, [0; 16]);
             self.validity.resize(rows.div_ceil(8), 0);
         }
     }
@@ -638,23 +646,11 @@ impl ViewColumn {
         }
     }
 
-    /// (validity or None when there is no null, views, data buffers) as Python bytes.
-    fn into_py<'py>(self, py: Python<'py>) -> (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>) {
-        let validity = if self.nulls == 0 { None } else { Some(PyBytes::new(py, &self.validity)) };
-        let mut views = Vec::with_capacity(self.views.len() * 16);
-        for view in &self.views {
-            for word in view {
-                views.extend_from_slice(&word.to_le_bytes());
-            }
-        }
-        let buffers = self.buffers.iter().map(|b| PyBytes::new(py, b)).collect();
-        (validity, PyBytes::new(py, &views), buffers)
+    /// The column's buffers, moved out (no copy: see `buffers::OwnedBuffer`).
+    fn into_parts(self) -> ColumnParts {
+        let validity = if self.nulls == 0 { None } else { Some(self.validity) };
+        (validity, flatten_views(self.views), self.buffers)
     }
-}
-
-fn bytemuck_view(view: [u8; 16]) -> [u32; 4] {
-    let word = |i: usize| u32::from_le_bytes(view[i..i + 4].try_into().unwrap());
-    [word(0), word(4), word(8), word(12)]
 }
 
 // --------------------------------------------------------------------------------------
@@ -668,6 +664,8 @@ struct Builder {
     /// Per column: 1 + its entry in the row being built, 0 when absent from it.
     in_row: Vec<u32>,
     height: usize,
+    /// The rows a frame will have (`EvtxFile.step`'s `frame_rows`): new columns reserve them.
+    frame_rows: usize,
 }
 
 impl Builder {
@@ -678,7 +676,7 @@ impl Builder {
         let id = self.names.len() as u32;
         self.names.push(name.into());
         self.index.insert(name.into(), id);
-        self.columns.push(ViewColumn::with_nulls(self.height));
+        self.columns.push(ViewColumn::with_nulls(self.height, self.frame_rows));
         self.in_row.push(0);
         id
     }
@@ -1081,15 +1079,26 @@ impl EvtxColumns {
     fn take<'py>(&mut self, py: Python<'py>) -> PyResult<(usize, Bound<'py, PyList>)> {
         let builder = std::mem::take(&mut self.builder);
         let height = builder.height;
+        // Padding the sparse columns writes most of their views: done without the GIL.
+        let columns: Vec<(Box<str>, ColumnParts)> = py.detach(|| {
+            let names = builder.names.into_iter();
+            names
+                .zip(builder.columns)
+                .map(|(name, mut column)| {
+                    column.pad_to(height);
+                    (name, column.into_parts())
+                })
+                .collect()
+        });
         let out = PyList::empty(py);
-        for (name, mut column) in builder.names.into_iter().zip(builder.columns) {
-            column.pad_to(height);
-            let (validity, views, buffers) = column.into_py(py);
+        for (name, (validity, views, buffers)) in columns {
             let name = PyString::new(py, &name);
             let validity = match validity {
-                Some(bytes) => bytes.into_any(),
+                Some(bytes) => OwnedBuffer::wrap(py, bytes)?.into_any(),
                 None => py.None().into_bound(py),
             };
+            let views = OwnedBuffer::wrap(py, views)?;
+            let buffers = buffers.into_iter().map(|b| OwnedBuffer::wrap(py, b)).collect::<PyResult<Vec<_>>>()?;
             let buffers = PyList::new(py, buffers)?;
             out.append(PyTuple::new(py, [name.into_any(), validity, views.into_any(), buffers.into_any()])?)?;
         }
@@ -1130,7 +1139,7 @@ fn timestamp_text(timestamp: &evtx::Timestamp) -> String {
 /// come in the same order).
 #[pyclass(module = "sigmahunt_native")]
 pub struct EvtxFile {
-    chunks: IntoIterChunks<Cursor<Vec<u8>>>,
+    chunks: IntoIterChunks<Cursor<PyBackedBytes>>,
     settings: Arc<ParserSettings>,
     pending: VecDeque<Item>,
     source: String,
@@ -1211,9 +1220,10 @@ impl EvtxFile {
     /// Raises ValueError when the parser refuses the file header (the Python reader then
     /// reads the file, to report it in its own words).
     #[new]
-    fn new(data: &[u8], source: String) -> PyResult<Self> {
+    fn new(data: PyBackedBytes, source: String) -> PyResult<Self> {
         let settings = ParserSettings::default();
-        let parser = EvtxParser::from_read_seek(Cursor::new(data.to_vec()))
+        // The caller's bytes are read in place (files are tens of MB: no copy of them).
+        let parser = EvtxParser::from_read_seek(Cursor::new(data))
             .map_err(|e| PyValueError::new_err(error_message(&e)))?
             .with_configuration(settings.clone());
         Ok(EvtxFile { chunks: parser.into_chunks(), settings: Arc::new(settings), pending: VecDeque::new(), source, finished: false })
@@ -1230,6 +1240,7 @@ impl EvtxFile {
         let tables = columns.tables.clone();
         let every = columns.hand_back_every;
         let builder = &mut columns.builder;
+        builder.frame_rows = frame_rows;
         let (ids, kind, item) = py.detach(|| self.run(builder, &tables, frame_rows, every));
         let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
         let payload = match item {

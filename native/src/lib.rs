@@ -10,6 +10,7 @@
 use pyo3::prelude::*;
 
 pub mod arrow_view;
+pub mod buffers;
 pub mod evtx_columns;
 pub mod fast_map;
 pub mod kernel;
@@ -19,12 +20,13 @@ pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
-const ABI: u32 = 4;
+const ABI: u32 = 5;
 
 #[pymodule]
 fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI", ABI)?;
     evtx_columns::register(m)?;
+    m.add_class::<buffers::OwnedBuffer>()?;
     m.add_class::<matcher::FieldMatcher>()?;
     m.add_class::<kernel::RuleKernel>()?;
     m.add_class::<kernel::KernelBatch>()?;

@@ -40,6 +40,7 @@
 use memchr::memmem;
 use pyo3::prelude::*;
 
+use crate::buffers::{flatten_views, OwnedBuffer};
 use crate::fast_map::FastMap;
 use pyo3::buffer::PyBuffer;
 use pyo3::types::PyBytes;
@@ -160,10 +161,10 @@ impl ViewColumn {
         }
     }
 
-    /// (validity or None when there is no null, views, decoded) as Python bytes.
-    fn into_py<'py>(self, py: Python<'py>) -> ColumnBuffers<'py> {
-        let validity = if self.nulls == 0 { None } else { Some(PyBytes::new(py, &self.validity)) };
-        (validity, PyBytes::new(py, self.views.as_flattened()), PyBytes::new(py, &self.decoded))
+    /// (validity or None when there is no null, views, decoded) as Python buffers, not copied.
+    fn into_py<'py>(self, py: Python<'py>) -> PyResult<ColumnBuffers<'py>> {
+        let validity = if self.nulls == 0 { None } else { Some(OwnedBuffer::wrap(py, self.validity)?) };
+        Ok((validity, OwnedBuffer::wrap(py, flatten_views(self.views))?, OwnedBuffer::wrap(py, self.decoded)?))
     }
 }
 
@@ -710,7 +711,7 @@ fn i64_bytes<'py>(py: Python<'py>, values: &[i64]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &bytes)
 }
 
-type ColumnBuffers<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+type ColumnBuffers<'py> = (Option<Bound<'py, OwnedBuffer>>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>);
 type Projection<'py> = (Vec<String>, Vec<ColumnBuffers<'py>>, usize, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 
 /// Reads the wanted fields of a chunk of flat JSON lines (see the module docs).
@@ -740,7 +741,7 @@ pub fn project_flat_lines<'py>(
     match result {
         Err(reason) => Ok(reason.into_pyobject(py)?.into_any()),
         Ok(projected) => {
-            let columns: Vec<ColumnBuffers<'py>> = projected.columns.into_iter().map(|c| c.into_py(py)).collect();
+            let columns = projected.columns.into_iter().map(|c| c.into_py(py)).collect::<PyResult<Vec<ColumnBuffers<'py>>>>()?;
             let lines = i64_bytes(py, &projected.lines);
             let offsets = i64_bytes(py, &projected.offsets);
             let out: Projection<'py> = (projected.names, columns, projected.rows, lines, offsets);

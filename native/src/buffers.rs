@@ -1,0 +1,65 @@
+//! Bytes built in Rust handed to Python without copying them.
+//!
+//! Why: the readers build Arrow buffers (string views, validity bitmaps, string data) in
+//! Rust `Vec`s. Copying each into a `bytes` object cost two passes over memory plus the
+//! page faults of the new allocation, with the GIL held: about 0.14 s per 100,000 packed
+//! EVTX records, whose ~110 sparse columns make ~170 MB of views (bench/RESULTS.md,
+//! session 6). An `OwnedBuffer` keeps the `Vec` and lends it through the buffer protocol,
+//! so `pyarrow.py_buffer(buffer)` adopts the memory as it is; it is freed when the last
+//! Arrow array (or memoryview) using it goes.
+
+use std::ffi::{c_int, c_void};
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Immutable bytes owned by Rust, readable from Python through the buffer protocol.
+#[pyclass(module = "sigmahunt_native", frozen)]
+pub struct OwnedBuffer {
+    data: Vec<u8>,
+}
+
+impl OwnedBuffer {
+    /// The bytes as a Python object (no copy).
+    pub fn wrap(py: Python<'_>, data: Vec<u8>) -> PyResult<Bound<'_, OwnedBuffer>> {
+        Bound::new(py, OwnedBuffer { data })
+    }
+}
+
+/// 16-byte Arrow views as one byte vector, reusing the allocation: `[u8; 16]` has the
+/// alignment of `u8`, so the memory layout is the same.
+pub fn flatten_views(views: Vec<[u8; 16]>) -> Vec<u8> {
+    views.into_flattened()
+}
+
+#[pymethods]
+impl OwnedBuffer {
+    /// Read-only, one-dimensional, unsigned bytes (what `bytes` exports).
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("OwnedBuffer is read-only"));
+        }
+        let data = &slf.get().data;
+        // PyBuffer_FillInfo fills the view and takes a reference to the owner: the Vec
+        // (never changed again: the class is frozen) lives while any view does.
+        let filled = unsafe {
+            ffi::PyBuffer_FillInfo(view, slf.as_ptr(), data.as_ptr() as *mut c_void, data.len() as ffi::Py_ssize_t, 1, flags)
+        };
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+
+    /// A copy as `bytes` (tests, debugging).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, &self.data)
+    }
+}
