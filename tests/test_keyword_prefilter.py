@@ -5,7 +5,9 @@ the rows each selector gets are the rows its own :class:`KeywordPrefilter` finds
 scanning that selector's rows alone, whatever the selectors' masks (all rows, a few rows
 gathered, most rows, none), with all-null columns, non-ASCII literals (searched in the
 Unicode-lowercased text) and the characters whose lowercase is ASCII (KELVIN SIGN, DOTTED
-CAPITAL I). Without Hyperscan each selector's Polars search gives the same rows.
+CAPITAL I), whichever way the search runs (Hyperscan per column, Hyperscan over values
+the native module gathers, the native module's own automaton). Without Hyperscan and the
+native module each selector's Polars search gives the same rows.
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ import pytest
 from sigmahunt.engines.embedded import keywords
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator, Mask
 from sigmahunt.engines.embedded.keywords import BatchKeywordScanner, KeywordPrefilter
+from sigmahunt.native import native
 
 requires_hyperscan = pytest.mark.skipif(keywords.hyperscan is None, reason="the hyperscan wheel is absent")
+requires_native = pytest.mark.skipif(native() is None, reason="the native module is not built")
+
+#: The ways to search (see ``keywords._SelectorDatabase``): each must give the same rows.
+ENGINES = [
+    pytest.param("hyperscan", marks=requires_hyperscan),
+    pytest.param("native", marks=requires_native),
+    pytest.param("gather", marks=[requires_hyperscan, requires_native]),
+]
 
 #: Selector -> (folded, cased) literals; "kerberos::" is shared by two selectors, selector
 #: 3 has only a non-ASCII literal, selector 4 is a keyword without any literal.
@@ -64,11 +75,11 @@ def _prefilters() -> dict[int, KeywordPrefilter | None]:
     return {s: None if lits is None else KeywordPrefilter(*lits) for s, lits in LITERALS.items()}
 
 
-def _evaluator(prefilters: dict[int, KeywordPrefilter | None]) -> BatchEvaluator:
+def _evaluator(prefilters: dict[int, KeywordPrefilter | None], engine: str = "auto") -> BatchEvaluator:
     """Only the parts of an evaluator the keyword candidates use."""
     evaluator = BatchEvaluator.__new__(BatchEvaluator)
     evaluator._keyword_prefilters = prefilters
-    evaluator._batch_keyword_scanner = BatchKeywordScanner.build(prefilters)
+    evaluator._batch_keyword_scanner = BatchKeywordScanner.build(prefilters, engine)
     return evaluator
 
 
@@ -103,11 +114,11 @@ def _dense(mask: Mask, height: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(mask, dtype=bool), (height,))
 
 
-@requires_hyperscan
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(6))
-def test_one_scan_for_all_selectors_gives_each_selectors_rows(seed: int) -> None:
+def test_one_scan_for_all_selectors_gives_each_selectors_rows(seed: int, engine: str) -> None:
     frame = _frame(400, seed)
-    evaluator = _evaluator(_prefilters())
+    evaluator = _evaluator(_prefilters(), engine)
     assert evaluator._batch_keyword_scanner is not None
     rows_options: list[Mask] = [True, np.random.default_rng(seed).random(frame.height) < 0.7]
     for selector_masks in _masks(frame.height, seed):
@@ -118,13 +129,13 @@ def test_one_scan_for_all_selectors_gives_each_selectors_rows(seed: int) -> None
             assert np.array_equal(_dense(found, frame.height), _dense(expected, frame.height))
 
 
-@requires_hyperscan
-def test_candidates_cover_each_kind_of_value() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_candidates_cover_each_kind_of_value(engine: str) -> None:
     frame = pl.DataFrame({
         "A": ["\u212aerberos::ptt", "CAFÉ", "x", "\u0130", "Invoke-Mimikatz", None, "mimikatz", "crÈme"],
         "Empty": pl.Series([None] * 8, dtype=pl.String),
     })
-    scanner = BatchKeywordScanner.build(_prefilters())
+    scanner = BatchKeywordScanner.build(_prefilters(), engine)
     assert scanner is not None
     found = scanner.candidate_rows(frame.get_columns(), frame.height, [0, 1, 2, 3])
     assert found[0].tolist() == [True, False, False, True, False, False, False, False]
@@ -137,8 +148,8 @@ def test_candidates_cover_each_kind_of_value() -> None:
         assert np.array_equal(found[selector], prefilter.candidate_rows(frame.get_columns(), frame.height))
 
 
-@requires_hyperscan
-def test_a_match_spanning_two_values_is_no_candidate() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_match_spanning_two_values_is_no_candidate(engine: str) -> None:
     """Scanning a column's buffer sees ``...seku`` + ``rlsa::...`` as one text: no value
     holds the literal, so neither row is a candidate (nor with Polars' per-value search)."""
     frame = pl.DataFrame({"A": ["run seku", "rlsa::x", "sekurlsa::y"]})
@@ -149,11 +160,12 @@ def test_a_match_spanning_two_values_is_no_candidate() -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_without_hyperscan_polars_gives_the_same_rows(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_hyperscan_or_native_polars_gives_the_same_rows(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     frame = _frame(300, seed)
     fast = _evaluator(_prefilters())
     found = [fast._column_candidates(frame, True, masks) for masks in _masks(frame.height, seed)]
     monkeypatch.setattr(keywords, "hyperscan", None)
+    monkeypatch.setattr(keywords, "native", lambda: None)
     portable = _evaluator(_prefilters())
     assert portable._batch_keyword_scanner is None
     expected = [portable._column_candidates(frame, True, masks) for masks in _masks(frame.height, seed)]

@@ -27,7 +27,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from sigmahunt.engines.embedded.kernel import arrow_strings
 from sigmahunt.engines.embedded.scanners import USE_HYPERSCAN_ENV, cached_database
+from sigmahunt.native import native
 
 try:  # optional accelerator
     import hyperscan
@@ -111,21 +113,25 @@ def _large_strings(column: pl.Series) -> tuple[np.ndarray, pa.Buffer] | None:
     return offsets, data
 
 
-def _hyperscan_literals(folded: Sequence[str], cased: Sequence[str]) -> list[tuple[str, int]]:
-    """(literal, Hyperscan flags) searched for these ASCII literals: the folded ones with
-    ASCII case folding, then the cased ones, then (with folded ones) the characters whose
+def _keyword_literals(folded: Sequence[str], cased: Sequence[str]) -> list[tuple[str, bool]]:
+    """(literal, with ASCII case folding?) searched for these ASCII literals: the folded
+    ones folded, then the cased ones, then (with folded ones) the characters whose
     lowercase is ASCII, which that folding would miss."""
-    literals = [(literal, hyperscan.HS_FLAG_CASELESS) for literal in folded]
-    literals += [(literal, 0) for literal in cased]
+    literals = [(literal, True) for literal in folded]
+    literals += [(literal, False) for literal in cased]
     if folded:
-        literals += [(char, 0) for char in _UNICODE_TO_ASCII_FOLDS]
+        literals += [(char, False) for char in _UNICODE_TO_ASCII_FOLDS]
     return literals
 
 
+def _hyperscan_flag(caseless: bool) -> int:
+    return int(hyperscan.HS_FLAG_CASELESS) if caseless else 0
+
+
 def _compile(folded: Sequence[str], cased: Sequence[str]) -> object:
-    literals = _hyperscan_literals(folded, cased)
+    literals = _keyword_literals(folded, cased)
     expressions = [_literal_pattern(literal) for literal, _ in literals]
-    flags = [flag for _, flag in literals]
+    flags = [_hyperscan_flag(caseless) for _, caseless in literals]
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
                      flags=flags)
@@ -155,22 +161,25 @@ class BatchKeywordScanner:
     scanning a column's buffer may report a match spanning two adjacent values, and which
     values are adjacent depends on the row subset scanned.
 
-    Only with Hyperscan (:meth:`build` gives None without it: each selector's
-    :class:`KeywordPrefilter` then searches with Polars, as before).
+    The search is Hyperscan's, over values the native module gathers where it is on (see
+    :class:`_SelectorDatabase`), or the native module's own; :meth:`build` gives None
+    without either (each selector's :class:`KeywordPrefilter` then searches with Polars).
     """
 
-    def __init__(self, prefilters: dict[int, KeywordPrefilter]) -> None:
+    def __init__(self, prefilters: dict[int, KeywordPrefilter], engine: str = "auto") -> None:
+        """``engine``: see :meth:`_SelectorDatabase.compile` (tests compare the ways)."""
         self._prefilters = prefilters
+        self._engine = engine
         #: Active selectors (sorted) -> their database; few distinct sets occur in a hunt.
         self._databases: dict[tuple[int, ...], _SelectorDatabase | None] = {}
 
     @classmethod
-    def build(cls, prefilters: dict[int, KeywordPrefilter | None]) -> BatchKeywordScanner | None:
-        """None without Hyperscan (or without any selector with literals)."""
+    def build(cls, prefilters: dict[int, KeywordPrefilter | None], engine: str = "auto") -> BatchKeywordScanner | None:
+        """None without the native module and Hyperscan (or without any selector with literals)."""
         usable = {s: p for s, p in prefilters.items() if p is not None}
-        if not usable or hyperscan is None:
+        if not usable or (native() is None and hyperscan is None):
             return None
-        return cls(usable)
+        return cls(usable, engine)
 
     def candidate_rows(
         self, columns: Sequence[pl.Series], height: int, selectors: Sequence[int]
@@ -182,39 +191,48 @@ class BatchKeywordScanner:
         database = self._database(active)
         unicode_folded = [(k, self._prefilters[s].unicode_folded) for k, s in enumerate(active)
                           if self._prefilters[s].unicode_folded]
-        for column in columns:
-            if column.null_count() == column.len():
-                continue
-            if database is not None:
-                database.scan(column, hit)
-            if unicode_folded:
+        searched = [column for column in columns if column.null_count() < column.len()]
+        if database is not None:
+            database.scan(searched, hit)
+        if unicode_folded:
+            for column in searched:
                 _scan_unicode_folded(column, unicode_folded, hit)
         return {selector: hit[k] for k, selector in enumerate(active)}
 
     def _database(self, active: tuple[int, ...]) -> _SelectorDatabase | None:
         if active not in self._databases:
-            self._databases[active] = _SelectorDatabase.compile([self._prefilters[s] for s in active])
+            self._databases[active] = _SelectorDatabase.compile([self._prefilters[s] for s in active], self._engine)
         return self._databases[active]
 
 
 class _SelectorDatabase:
-    """One Hyperscan database over several selectors' ASCII literals; pattern ``i`` has byte
-    length ``lengths[i]`` and is a literal of selector (row of the hit matrix) ``k`` where
-    ``members[i, k]``."""
+    """One search over several selectors' ASCII literals; pattern ``i`` has byte length
+    ``lengths[i]`` and is a literal of selector (row of the hit matrix) ``k`` where
+    ``members[i, k]``.
 
-    def __init__(self, database: Any, lengths: np.ndarray, members: np.ndarray) -> None:
+    Three ways to search, the same rows: with Hyperscan and the native module, the native
+    side gathers every column's values into one buffer (no Arrow conversion, no GIL) for
+    one Hyperscan scan; with Hyperscan alone, each column is converted to ``large_string``
+    and scanned; with the native module alone, its :class:`KeywordScanner` searches.
+    """
+
+    def __init__(self, module: Any, database: Any, lengths: np.ndarray, members: np.ndarray, scanner: Any) -> None:
+        self._module = module
         self._database = database
         self._lengths = lengths
         self._members = members
+        self._scanner = scanner
+        self._shortest = int(lengths.min())
 
     @classmethod
-    def compile(cls, prefilters: Sequence[KeywordPrefilter]) -> _SelectorDatabase | None:
+    def compile(cls, prefilters: Sequence[KeywordPrefilter], engine: str = "auto") -> _SelectorDatabase | None:
         """None when no prefilter has an ASCII literal. A literal several selectors share is
-        one pattern (one callback per match)."""
-        index: dict[tuple[str, int], int] = {}
+        one pattern (one callback per match). ``engine`` (tests): "auto", or "hyperscan",
+        "native" or "gather" (both) to force one way."""
+        index: dict[tuple[str, bool], int] = {}
         owners: list[list[int]] = []
         for k, prefilter in enumerate(prefilters):
-            for literal in _hyperscan_literals(prefilter.folded, prefilter.cased):
+            for literal in _keyword_literals(prefilter.folded, prefilter.cased):
                 if literal not in index:
                     index[literal] = len(owners)
                     owners.append([])
@@ -225,12 +243,42 @@ class _SelectorDatabase:
         for i, ks in enumerate(owners):
             members[i, ks] = True
         lengths = np.asarray([len(literal.encode("utf-8")) for literal, _ in index], dtype=np.int64)
-        database = cached_database([_literal_pattern(literal) for literal, _ in index], [flag for _, flag in index])
-        return cls(database, lengths, members)
+        module = native() if engine in ("auto", "native", "gather") else None
+        database = scanner = None
+        if hyperscan is not None and engine != "native":
+            database = cached_database([_literal_pattern(literal) for literal, _ in index],
+                                       [_hyperscan_flag(caseless) for _, caseless in index])
+        elif module is not None:
+            scanner = module.KeywordScanner(list(index))
+        return cls(module, database, lengths, members, scanner)
 
-    def scan(self, column: pl.Series, hit: np.ndarray) -> None:
-        """Set ``hit[k, row]`` where the column's value at ``row`` contains a literal of
+    def scan(self, columns: Sequence[pl.Series], hit: np.ndarray) -> None:
+        """Set ``hit[k, row]`` where a column's value at ``row`` contains a literal of
         selector ``k``."""
+        if self._database is None:
+            capsules = [arrow_strings(column).__arrow_c_array__() for column in columns]
+            pattern_bytes, row_bytes = self._scanner.scan(capsules)
+            self._mark(np.frombuffer(pattern_bytes, dtype=np.int64), np.frombuffer(row_bytes, dtype=np.int64), hit)
+        elif self._module is not None:
+            self._scan_gathered(columns, hit)
+        else:
+            for column in columns:
+                self._scan_column(column, hit)
+
+    def _scan_gathered(self, columns: Sequence[pl.Series], hit: np.ndarray) -> None:
+        capsules = [arrow_strings(column).__arrow_c_array__() for column in columns]
+        text, *ranges = self._module.gather_values(capsules, self._shortest)
+        starts, ends, rows = (np.frombuffer(buffer, dtype=np.int64) for buffer in ranges)
+        if not starts.size:
+            return
+        patterns, stops = _matches(self._database, text)
+        values = np.searchsorted(starts, stops - 1, side="right") - 1
+        inside = values >= 0
+        patterns, stops, values = patterns[inside], stops[inside], values[inside]
+        within = (stops <= ends[values]) & (stops - self._lengths[patterns] >= starts[values])
+        self._mark(patterns[within], rows[values[within]], hit)
+
+    def _scan_column(self, column: pl.Series, hit: np.ndarray) -> None:
         strings = _large_strings(column)
         if strings is None:
             return
@@ -242,8 +290,12 @@ class _SelectorDatabase:
         inside = (rows >= 0) & (rows < len(offsets) - 1)  # ends within some value's bytes
         patterns, stops, rows = patterns[inside], stops[inside], rows[inside]
         within = stops - self._lengths[patterns] >= offsets[rows]  # starts there too
-        pairs, selectors = np.nonzero(self._members[patterns[within]])
-        hit[selectors, rows[within][pairs]] = True
+        self._mark(patterns[within], rows[within], hit)
+
+    def _mark(self, patterns: np.ndarray, rows: np.ndarray, hit: np.ndarray) -> None:
+        if patterns.size:
+            pairs, selectors = np.nonzero(self._members[patterns])
+            hit[selectors, rows[pairs]] = True
 
 
 def _matches(database: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:
