@@ -10,6 +10,7 @@ tmp_path, and the project's JSON/CSV/XML fixtures are interleaved with them.
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 import threading
 import time
@@ -310,3 +311,42 @@ def test_abandoned_read_stops_its_lanes(small_units: None) -> None:
             break
         time.sleep(0.05)
     assert not lingering
+
+
+# -- large EVTX files are mapped, not read (sources.read_file) -----------------------------
+
+
+def test_only_large_evtx_files_are_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sigmahunt.ingest import sources
+
+    monkeypatch.setattr(sources, "MAP_EVTX_BYTES", 64)
+    big_evtx, small_evtx, big_json = tmp_path / "a.evtx", tmp_path / "b.evtx", tmp_path / "c.json"
+    big_evtx.write_bytes(b"ElfFile\x00" + b"\x01" * 100)
+    small_evtx.write_bytes(b"ElfFile\x00" + b"\x01" * 10)
+    big_json.write_bytes(b'{"a": "' + b"x" * 100 + b'"}\n')
+    mapped = sources.read_file(big_evtx)
+    assert isinstance(mapped, mmap.mmap) and mapped[:] == big_evtx.read_bytes()
+    assert sources.read_file(small_evtx) == small_evtx.read_bytes()
+    assert sources.read_file(big_json) == big_json.read_bytes()
+    monkeypatch.setenv(sources.MMAP_ENV, "off")
+    assert sources.read_file(big_evtx) == big_evtx.read_bytes()
+
+
+@needs_shared
+@pytest.mark.parametrize("native_reader", ["on", "off"])
+def test_mapped_files_read_as_read_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_reader: str) -> None:
+    """Every EVTX file mapped (damaged ones and other formats mixed in): the same batches
+    and reports as with every file read, with the native reader and the Python one."""
+    from sigmahunt.ingest import sources
+
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", native_reader)
+    paths = mixed_inputs(tmp_path)
+    monkeypatch.setenv(sources.MMAP_ENV, "off")
+    expected, expected_problems = read(paths, batch_size=1000)
+    monkeypatch.delenv(sources.MMAP_ENV)
+    monkeypatch.setattr(sources, "MAP_EVTX_BYTES", 1)
+    mapped = [p for p in paths if isinstance(sources.read_file(p), mmap.mmap)]
+    assert len(mapped) > 20 and {p.name for p in mapped} >= {"cut.evtx", "chunk.evtx", "record.evtx"}
+    batches, problems = read(paths, batch_size=1000)
+    assert_frame_equal(combined(batches), combined(expected))
+    assert problems == expected_problems

@@ -21,7 +21,7 @@ use evtx::err::EvtxError;
 use evtx::{EvtxParser, IntoIterChunks, ParserSettings};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
+use pyo3::buffer::PyBuffer;
 
 use crate::buffers::{flatten_views, OwnedBuffer};
 use crate::fast_map::FastMap;
@@ -1134,12 +1134,48 @@ fn timestamp_text(timestamp: &evtx::Timestamp) -> String {
     }
 }
 
+/// A file's bytes as the caller gave them (`bytes`, or a read-only `mmap`), read in place:
+/// files are tens of MB, and copying them cost a pass over memory and the page faults of
+/// a fresh allocation. A writable buffer (`bytearray`) is copied, since Python could
+/// change it while the file is read without the GIL.
+pub struct FileBytes {
+    buffer: Option<PyBuffer<u8>>,
+    copy: Vec<u8>,
+}
+
+impl FileBytes {
+    fn new(buffer: PyBuffer<u8>) -> PyResult<Self> {
+        if !buffer.is_c_contiguous() {
+            return Err(PyValueError::new_err("expected a contiguous buffer"));
+        }
+        if buffer.readonly() {
+            return Ok(FileBytes { buffer: Some(buffer), copy: Vec::new() });
+        }
+        let copy = Python::attach(|py| buffer.to_vec(py))?;
+        Ok(FileBytes { buffer: None, copy })
+    }
+}
+
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        match &self.buffer {
+            // SAFETY: a contiguous, read-only buffer of `len_bytes` bytes at `buf_ptr`,
+            // exported (so kept alive and unchanged) while `buffer` is held.
+            Some(buffer) if buffer.len_bytes() > 0 => unsafe {
+                std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes())
+            },
+            Some(_) => &[],
+            None => &self.copy,
+        }
+    }
+}
+
 /// One EVTX file being read: the parser's chunk iterator and the items of the current
 /// chunk (a chunk is rendered whole, as `PyRecordsIterator` does, so items and errors
 /// come in the same order).
 #[pyclass(module = "sigmahunt_native")]
 pub struct EvtxFile {
-    chunks: IntoIterChunks<Cursor<PyBackedBytes>>,
+    chunks: IntoIterChunks<Cursor<FileBytes>>,
     settings: Arc<ParserSettings>,
     pending: VecDeque<Item>,
     source: String,
@@ -1220,10 +1256,9 @@ impl EvtxFile {
     /// Raises ValueError when the parser refuses the file header (the Python reader then
     /// reads the file, to report it in its own words).
     #[new]
-    fn new(data: PyBackedBytes, source: String) -> PyResult<Self> {
+    fn new(data: PyBuffer<u8>, source: String) -> PyResult<Self> {
         let settings = ParserSettings::default();
-        // The caller's bytes are read in place (files are tens of MB: no copy of them).
-        let parser = EvtxParser::from_read_seek(Cursor::new(data))
+        let parser = EvtxParser::from_read_seek(Cursor::new(FileBytes::new(data)?))
             .map_err(|e| PyValueError::new_err(error_message(&e)))?
             .with_configuration(settings.clone());
         Ok(EvtxFile { chunks: parser.into_chunks(), settings: Arc::new(settings), pending: VecDeque::new(), source, finished: false })

@@ -335,7 +335,7 @@ def _native_file_rows(
     the reference), and Unreadables exactly where :func:`_file_rows` yields them.
     """
     module = builder.module
-    if not data.startswith(EVTX_MAGIC):
+    if data[: len(EVTX_MAGIC)] != EVTX_MAGIC:
         yield from _file_rows(source, data)
         return
     try:
@@ -367,7 +367,7 @@ def _native_file_rows(
 
 def _file_rows(source: str, data: bytes) -> Iterator[Row | Unreadable]:
     """One file's rows, its records' Unreadables in line, then the records it lacks."""
-    if not data.startswith(EVTX_MAGIC):
+    if data[: len(EVTX_MAGIC)] != EVTX_MAGIC:
         yield Unreadable(source, "file", "not an EVTX file (missing 'ElfFile' signature)")
         return
     try:
