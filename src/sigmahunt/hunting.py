@@ -24,7 +24,7 @@ from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import RAW_COL, EventBatch, Projection, Unreadable, complete_records, read_logs
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
-from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
+from sigmahunt.results import HuntSummary, detection_record, level_counts, provenance_fields, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
 from sigmahunt.store import EventStore, file_digest
@@ -95,14 +95,14 @@ class DetectionCollector:
         if not hits:
             return 0
         rows = np.unique(np.concatenate(list(hits.values())))
-        events = _row_events(frame, rows)
+        events = {row: (fields, provenance_fields(**provenance))
+                  for row, (fields, provenance) in _row_events(frame, rows).items()}
         before = len(self.records)
         for rule_index in sorted(hits):
             meta = self.rules[rule_index].meta
-            for row in hits[rule_index]:
-                fields, provenance = events[int(row)]
-                detection = Detection(rule=meta, event=fields, **provenance)
-                self.records.append(detection.to_record())
+            for row in hits[rule_index].tolist():
+                fields, provenance = events[row]
+                self.records.append(detection_record(meta, provenance, fields))
         return len(self.records) - before
 
 
@@ -194,6 +194,7 @@ def run_hunt(
                     if frame.height == 0:
                         continue
                 summary.detections += collector.collect(frame, evaluator.evaluate(frame))
+                _keep_records_frozen()
     if summary.events_read == 0 and summary.events_unreadable == 0 and not logs and store is None:
         raise NothingToHunt("no logs given")
     if summary.events_read == 0 and summary.unreadable:
@@ -229,6 +230,15 @@ def _rule_plan_frozen(prepared: PreparedRules) -> Iterator[None]:
         gc.unfreeze()
 
 
+def _keep_records_frozen() -> None:
+    """Inside :func:`_rule_plan_frozen`: the detection records made so far live until the
+    hunt ends, so they leave the collector's sight too. Why: a hunt with many detections
+    (the packed EVTX benchmark's 141,724, a noisy rule on a large log) makes ~6 containers
+    per record, and each full collection their allocations trigger walked all the earlier
+    records again: about a quarter of the records' cost (bench/RESULTS.md, session 6)."""
+    gc.freeze()
+
+
 def _natural(position: str) -> tuple[str, int]:
     head, _, number = position.rpartition(" ")
     return (head, int(number)) if number.isdigit() else (position, 0)
@@ -246,6 +256,7 @@ def _merge(part: WorkerResult, summary: HuntSummary, collector: DetectionCollect
         summary.events_unreadable += 1
     collector.records.extend(part.records)
     summary.detections += len(part.records)
+    _keep_records_frozen()
     progress.on_events(part.events_read)
     progress.on_bytes(part.bytes_done)
 
