@@ -132,9 +132,15 @@ def _complete_row_events(hit: pl.DataFrame) -> list[tuple[dict[str, Any], dict[s
     record time sorting and filtering a dict per row."""
     fields: list[dict[str, Any]] = [{} for _ in range(hit.height)]
     for name in sorted(n for n in hit.columns if not n.startswith("_")):
-        for record, value in zip(fields, hit.get_column(name).to_list(), strict=True):
-            if value is not None:
+        column = hit.get_column(name)
+        if not column.null_count():
+            for record, value in zip(fields, column.to_list(), strict=True):
                 record[name] = value
+            continue
+        # EVTX columns are sparse (~110 in a batch, ~35 set a row): only the set values.
+        rows = np.flatnonzero(column.is_not_null().to_numpy()).tolist()
+        for row, value in zip(rows, column.drop_nulls().to_list(), strict=True):
+            fields[row][name] = value
     provenance: list[dict[str, Any]] = [{} for _ in range(hit.height)]
     for column, target in PROVENANCE.items():
         values = hit.get_column(column).to_list() if column in hit.columns else [None] * hit.height
