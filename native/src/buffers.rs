@@ -21,8 +21,10 @@ pub struct OwnedBuffer {
 }
 
 impl OwnedBuffer {
-    /// The bytes as a Python object (no copy).
-    pub fn wrap(py: Python<'_>, data: Vec<u8>) -> PyResult<Bound<'_, OwnedBuffer>> {
+    /// The bytes as a Python object (no copy). The spare capacity is given back first
+    /// (the allocator shrinks a block in place): a frame's buffers live as long as it does.
+    pub fn wrap(py: Python<'_>, mut data: Vec<u8>) -> PyResult<Bound<'_, OwnedBuffer>> {
+        data.shrink_to_fit();
         Bound::new(py, OwnedBuffer { data })
     }
 }
