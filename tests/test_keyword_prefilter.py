@@ -185,3 +185,30 @@ def test_a_batch_of_meta_columns_only() -> None:
         expected = _per_selector(evaluator, frame, True, selector_masks)
         found = evaluator._column_candidates(frame, True, selector_masks)
         assert np.array_equal(_dense(found, frame.height), _dense(expected, frame.height))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("seed", range(3))
+def test_columns_to_test_hold_every_literal_found(seed: int, engine: str) -> None:
+    """The exact keyword test only visits the columns the scan names: each column where
+    some active selector's own prefilter finds a literal in that selector's rows must be
+    named; with a literal-less keyword active, every column is (None)."""
+    frame = _frame(300, seed)
+    evaluator = _evaluator(_prefilters(), engine)
+    prefilters = _prefilters()
+    for selector_masks in _masks(frame.height, seed):
+        candidates, searched = evaluator._candidates_and_columns(frame, True, selector_masks)
+        if selector_masks[4] is not False:
+            assert searched is None
+            continue
+        assert searched is not None
+        for name in (n for n in frame.columns if not n.startswith("_")):
+            column = frame.get_column(name)
+            for selector, mask in selector_masks.items():
+                prefilter = prefilters[selector]
+                if prefilter is None or mask is False:
+                    continue
+                found = prefilter.candidate_rows([column], frame.height) & _dense(mask, frame.height)
+                if found.any():
+                    assert name in searched, (name, selector)
+        assert (candidates is False) == (not searched or candidates is False)

@@ -56,8 +56,8 @@ impl Pass {
         Ok(Some(Pass { find: build(MatchKind::LeftmostFirst)?, every: build(MatchKind::Standard)?, ids: literals.iter().map(|(id, _)| *id).collect() }))
     }
 
-    /// Appends (pattern id, row) for every literal in every value of `column`.
-    fn search(&self, column: &Column, out: &mut Vec<(i64, i64)>) {
+    /// Appends (pattern id, row, column) for every literal in every value of `column`.
+    fn search(&self, column: &Column, out: &mut Vec<(i64, i64, i64)>) {
         let text = column.text.as_slice();
         let mut at = 0;
         while at < text.len() {
@@ -66,32 +66,37 @@ impl Pass {
             let (start, row) = column.starts[value];
             let end = column.starts.get(value + 1).map_or(text.len(), |&(next, _)| next) - 1; // before the separator
             for hit in self.every.find_overlapping_iter(&text[start..end]) {
-                out.push((self.ids[hit.pattern().as_usize()], row));
+                out.push((self.ids[hit.pattern().as_usize()], row, column.columns[value]));
             }
             at = end + 1;
         }
     }
 }
 
-/// One column's values side by side: `starts[k]` = (offset in `text`, row) of the k-th.
+/// Columns' values side by side: `starts[k]` = (offset in `text`, row) of the k-th,
+/// `columns[k]` the index of its column.
 #[derive(Default)]
 struct Column {
     text: Vec<u8>,
     starts: Vec<(usize, i64)>,
+    columns: Vec<i64>,
 }
 
 impl Column {
     fn clear(&mut self) {
         self.text.clear();
         self.starts.clear();
+        self.columns.clear();
     }
 
-    /// Appends the values of at least `shortest` bytes (shorter ones cannot hold a literal).
-    fn fill(&mut self, view: &StringArrayView, shortest: usize) {
+    /// Appends the values of at least `shortest` bytes (shorter ones cannot hold a literal)
+    /// of column number `column`.
+    fn fill(&mut self, view: &StringArrayView, column: i64, shortest: usize) {
         for row in 0..view.len() {
             if let Some(value) = view.value(row) {
                 if value.len() >= shortest {
                     self.starts.push((self.text.len(), row as i64));
+                    self.columns.push(column);
                     self.text.extend_from_slice(value);
                     self.text.push(SEPARATOR);
                 }
@@ -130,14 +135,14 @@ impl KeywordScanner {
         Ok(KeywordScanner { passes: passes.into_iter().flatten().collect(), shortest })
     }
 
-    /// Every (pattern id, row) where the row's value in one of the columns contains the
-    /// pattern, as two int64 buffers (native byte order; a pair per column and occurrence,
+    /// Every (pattern id, row, column index) where the row's value in that column contains
+    /// the pattern, as three int64 buffers (native byte order; one entry per occurrence,
     /// repeats included). `columns`: Arrow string arrays as (schema, array) capsules.
     fn scan<'py>(
         &self,
         py: Python<'py>,
         columns: Vec<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)>,
-    ) -> PyResult<(Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>)> {
+    ) -> PyResult<(Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>)> {
         let views = columns
             .iter()
             .map(|(schema, array)| StringArrayView::from_capsules(schema, array))
@@ -146,39 +151,40 @@ impl KeywordScanner {
         let found = py.detach(|| {
             let mut found = Vec::new();
             let mut column = Column::default();
-            for view in &views {
+            for (index, view) in views.iter().enumerate() {
                 column.clear();
-                column.fill(view, self.shortest);
+                column.fill(view, index as i64, self.shortest);
                 for pass in &self.passes {
                     pass.search(&column, &mut found);
                 }
             }
             found
         });
-        let patterns: Vec<u8> = found.iter().flat_map(|(p, _)| p.to_ne_bytes()).collect();
-        let rows: Vec<u8> = found.iter().flat_map(|(_, r)| r.to_ne_bytes()).collect();
-        Ok((OwnedBuffer::wrap(py, patterns)?, OwnedBuffer::wrap(py, rows)?))
+        let patterns: Vec<u8> = found.iter().flat_map(|(p, _, _)| p.to_ne_bytes()).collect();
+        let rows: Vec<u8> = found.iter().flat_map(|(_, r, _)| r.to_ne_bytes()).collect();
+        let columns: Vec<u8> = found.iter().flat_map(|(_, _, c)| c.to_ne_bytes()).collect();
+        Ok((OwnedBuffer::wrap(py, patterns)?, OwnedBuffer::wrap(py, rows)?, OwnedBuffer::wrap(py, columns)?))
     }
 }
 
 /// The values of `columns` (Arrow string arrays as (schema, array) capsules) of at least
 /// `shortest` bytes, side by side in one buffer, each followed by a zero byte: `(text,
-/// starts, ends, rows)`, the last three int64 buffers (native byte order) giving each
-/// value's byte range in `text` and its row. Rows repeat across columns.
+/// starts, ends, rows, columns)`, the last four int64 buffers (native byte order) giving
+/// each value's byte range in `text`, its row and the index of its column.
 #[pyfunction]
 pub fn gather_values<'py>(
     py: Python<'py>,
     columns: Vec<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)>,
     shortest: usize,
-) -> PyResult<(Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>)> {
+) -> PyResult<(Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>)> {
     let views = columns
         .iter()
         .map(|(schema, array)| StringArrayView::from_capsules(schema, array))
         .collect::<PyResult<Vec<_>>>()?;
-    let (text, starts, ends, rows) = py.detach(|| {
+    let (text, starts, ends, rows, columns) = py.detach(|| {
         let mut column = Column::default();
-        for view in &views {
-            column.fill(view, shortest);
+        for (index, view) in views.iter().enumerate() {
+            column.fill(view, index as i64, shortest);
         }
         let count = column.starts.len();
         let mut starts = Vec::with_capacity(count * 8);
@@ -190,8 +196,9 @@ pub fn gather_values<'py>(
             ends.extend_from_slice(&(end as i64).to_ne_bytes());
             rows.extend_from_slice(&row.to_ne_bytes());
         }
-        (column.text, starts, ends, rows)
+        let columns = column.columns.iter().flat_map(|c| c.to_ne_bytes()).collect();
+        (column.text, starts, ends, rows, columns)
     });
     let wrap = |bytes: Vec<u8>| OwnedBuffer::wrap(py, bytes);
-    Ok((wrap(text)?, wrap(starts)?, wrap(ends)?, wrap(rows)?))
+    Ok((wrap(text)?, wrap(starts)?, wrap(ends)?, wrap(rows)?, wrap(columns)?))
 }

@@ -413,7 +413,7 @@ class BatchEvaluator:
         if RAW_COL in frame.columns:
             projected = _as_mask(frame.get_column(RAW_COL).is_not_null().to_numpy())
             projected = _as_constant(projected)
-        candidates = self._column_candidates(frame, _and(rows, _not(projected)), selector_masks)
+        candidates, searched = self._candidates_and_columns(frame, _and(rows, _not(projected)), selector_masks)
         if projected is not False and RAW_HITS_COL in frame.columns and self.chunk_keyword_scanner is not None:
             raw_candidates = self._scanned_candidates(frame, _and(rows, projected), selector_masks)
             candidates = _or(candidates, raw_candidates)
@@ -431,8 +431,11 @@ class BatchEvaluator:
             candidates = True
         else:
             positions = None
+        names = [n for n in frame.columns if not n.startswith(META_PREFIX)]
+        if positions is None and searched is not None:  # only columns where a literal lies
+            names = [n for n in names if n in searched]
         out: dict[int, Mask] = {}
-        for name in (n for n in frame.columns if not n.startswith(META_PREFIX)):
+        for name in names:
             column_masks = self._field_masks(matcher, wanted, frame[name], candidates, frame.height)
             for pid, mask in column_masks.items():
                 out[pid] = _or(out.get(pid, False), mask)
@@ -456,12 +459,22 @@ class BatchEvaluator:
         return hit if hit.any() else False
 
     def _column_candidates(self, frame: pl.DataFrame, rows: Mask, selector_masks: SelectorMasks) -> Mask:
-        """Keyword candidates among ``rows`` (complete rows), searched in every column.
+        """Keyword candidates among ``rows`` (complete rows), searched in every column."""
+        return self._candidates_and_columns(frame, rows, selector_masks)[0]
 
-        With Hyperscan all active selectors are searched at once (:class:`.BatchKeywordScanner`:
-        each column converted and scanned once per batch, not once per selector), over the
-        union of their rows, then each selector's candidates are ANDed with its rows. Without
-        it each selector's :class:`.KeywordPrefilter` searches its own rows with Polars.
+    def _candidates_and_columns(
+        self, frame: pl.DataFrame, rows: Mask, selector_masks: SelectorMasks
+    ) -> tuple[Mask, set[str] | None]:
+        """Keyword candidates among ``rows`` (complete rows), searched in every column, and
+        the columns a keyword can match in (None: any).
+
+        With the batch scanner all active selectors are searched at once
+        (:class:`.BatchKeywordScanner`: each column scanned once per batch, not once per
+        selector), over the union of their rows, then each selector's candidates are ANDed
+        with its rows; a keyword only matches a value holding one of its selector's
+        literals, so only the columns where one was found need the exact test (on EVTX
+        batches, a few of ~100). Without the scanner each selector's
+        :class:`.KeywordPrefilter` searches its own rows with Polars.
         """
         names = [n for n in frame.columns if not n.startswith(META_PREFIX)]
         scanner = self._batch_keyword_scanner
@@ -469,24 +482,28 @@ class BatchEvaluator:
             return self._keyword_candidates(
                 self._keyword_prefilters, lambda prefilter, subset: prefilter.candidate_rows(
                     subset.select(names).get_columns(), subset.height),
-                frame, rows, selector_masks)
+                frame, rows, selector_masks), None
         if frame.width == 0 or rows is False:
-            return False
+            return False, None
         hit = np.zeros(frame.height, dtype=bool)
         scanned: dict[int, Mask] = {}  # selector with literals -> its rows among ``rows``
+        any_column = False
         for selector, prefilter in self._keyword_prefilters.items():
             mask = _and(selector_masks[selector], rows)
             if mask is False:
                 continue
             if prefilter is None:  # a keyword without any literal: every row of the selector
                 hit |= mask
+                any_column = True
             else:
                 scanned[selector] = mask
+        columns_hit: set[int] = set()
         if scanned:
-            found = _scan_columns(scanner, frame.select(names), frame.height, scanned)
+            found = _scan_columns(scanner, frame.select(names), frame.height, scanned, columns_hit)
             for selector, mask in scanned.items():
                 hit |= _and(found[selector], mask)
-        return hit if hit.any() else False
+        searched = None if any_column else {names[i] for i in columns_hit}
+        return (hit if hit.any() else False), searched
 
     def _keyword_candidates(
         self, prefilters: dict[int, Any], scan: Callable[[Any, pl.DataFrame], np.ndarray],
@@ -640,20 +657,22 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
 
 
 def _scan_columns(
-    scanner: BatchKeywordScanner, columns: pl.DataFrame, height: int, masks: dict[int, Mask]
+    scanner: BatchKeywordScanner, columns: pl.DataFrame, height: int, masks: dict[int, Mask],
+    columns_hit: set[int] | None = None,
 ) -> dict[int, np.ndarray]:
     """Per selector, the rows (of ``height``) holding one of its literals in one of the
     ``columns``; searched in the union of the selectors' rows (gathered first when under
     half the batch, as each selector's own rows once were; elsewhere the answer is unused).
-    ``height`` is explicit: a frame without any column has none."""
+    ``height`` is explicit: a frame without any column has none. ``columns_hit`` receives
+    the indices of the columns where a literal was found."""
     union: Mask = False
     for mask in masks.values():
         union = _or(union, mask)
     positions = None if union is True else np.flatnonzero(union)
     if positions is None or positions.size >= height // 2:
-        return scanner.candidate_rows(columns.get_columns(), height, list(masks))
+        return scanner.candidate_rows(columns.get_columns(), height, list(masks), columns_hit)
     subset = columns[positions.tolist()]
-    found = scanner.candidate_rows(subset.get_columns(), positions.size, list(masks))
+    found = scanner.candidate_rows(subset.get_columns(), positions.size, list(masks), columns_hit)
     out: dict[int, np.ndarray] = {}
     for selector, rows in found.items():
         out[selector] = np.zeros(height, dtype=bool)

@@ -182,21 +182,27 @@ class BatchKeywordScanner:
         return cls(usable, engine)
 
     def candidate_rows(
-        self, columns: Sequence[pl.Series], height: int, selectors: Sequence[int]
+        self, columns: Sequence[pl.Series], height: int, selectors: Sequence[int],
+        columns_hit: set[int] | None = None,
     ) -> dict[int, np.ndarray]:
         """Per selector (each must have a prefilter), the rows of these columns that contain
-        one of its literals."""
+        one of its literals. ``columns_hit``, when given, receives the indices of the columns
+        where some literal was found (no keyword can match in the others)."""
         active = tuple(sorted(set(selectors)))
         hit = np.zeros((len(active), height), dtype=bool)
         database = self._database(active)
         unicode_folded = [(k, self._prefilters[s].unicode_folded) for k, s in enumerate(active)
                           if self._prefilters[s].unicode_folded]
-        searched = [column for column in columns if column.null_count() < column.len()]
+        searched = [(index, column) for index, column in enumerate(columns) if column.null_count() < column.len()]
+        found: set[int] = set()
         if database is not None:
-            database.scan(searched, hit)
+            found |= {searched[i][0] for i in database.scan([column for _, column in searched], hit)}
         if unicode_folded:
-            for column in searched:
-                _scan_unicode_folded(column, unicode_folded, hit)
+            for index, column in searched:
+                if _scan_unicode_folded(column, unicode_folded, hit):
+                    found.add(index)
+        if columns_hit is not None:
+            columns_hit |= found
         return {selector: hit[k] for k, selector in enumerate(active)}
 
     def _database(self, active: tuple[int, ...]) -> _SelectorDatabase | None:
@@ -252,45 +258,51 @@ class _SelectorDatabase:
             scanner = module.KeywordScanner(list(index))
         return cls(module, database, lengths, members, scanner)
 
-    def scan(self, columns: Sequence[pl.Series], hit: np.ndarray) -> None:
+    def scan(self, columns: Sequence[pl.Series], hit: np.ndarray) -> set[int]:
         """Set ``hit[k, row]`` where a column's value at ``row`` contains a literal of
-        selector ``k``."""
+        selector ``k``; return the indices of the columns where a literal was found."""
         if self._database is None:
             capsules = [arrow_strings(column).__arrow_c_array__() for column in columns]
-            pattern_bytes, row_bytes = self._scanner.scan(capsules)
-            self._mark(np.frombuffer(pattern_bytes, dtype=np.int64), np.frombuffer(row_bytes, dtype=np.int64), hit)
-        elif self._module is not None:
-            self._scan_gathered(columns, hit)
-        else:
-            for column in columns:
-                self._scan_column(column, hit)
+            patterns, rows, found_in = (np.frombuffer(b, dtype=np.int64) for b in self._scanner.scan(capsules))
+            self._mark(patterns, rows, hit)
+            return set(np.unique(found_in).tolist())
+        if self._module is not None:
+            return self._scan_gathered(columns, hit)
+        found: set[int] = set()
+        for index, column in enumerate(columns):
+            if self._scan_column(column, hit):
+                found.add(index)
+        return found
 
-    def _scan_gathered(self, columns: Sequence[pl.Series], hit: np.ndarray) -> None:
+    def _scan_gathered(self, columns: Sequence[pl.Series], hit: np.ndarray) -> set[int]:
         capsules = [arrow_strings(column).__arrow_c_array__() for column in columns]
         text, *ranges = self._module.gather_values(capsules, self._shortest)
-        starts, ends, rows = (np.frombuffer(buffer, dtype=np.int64) for buffer in ranges)
+        starts, ends, rows, found_in = (np.frombuffer(buffer, dtype=np.int64) for buffer in ranges)
         if not starts.size:
-            return
+            return set()
         patterns, stops = _matches(self._database, text)
         values = np.searchsorted(starts, stops - 1, side="right") - 1
         inside = values >= 0
         patterns, stops, values = patterns[inside], stops[inside], values[inside]
         within = (stops <= ends[values]) & (stops - self._lengths[patterns] >= starts[values])
-        self._mark(patterns[within], rows[values[within]], hit)
+        values = values[within]
+        self._mark(patterns[within], rows[values], hit)
+        return set(np.unique(found_in[values]).tolist())
 
-    def _scan_column(self, column: pl.Series, hit: np.ndarray) -> None:
+    def _scan_column(self, column: pl.Series, hit: np.ndarray) -> bool:
         strings = _large_strings(column)
         if strings is None:
-            return
+            return False
         offsets, data = strings
         patterns, stops = _matches(self._database, data)
         if not patterns.size:
-            return
+            return False
         rows = np.searchsorted(offsets, stops - 1, side="right") - 1
         inside = (rows >= 0) & (rows < len(offsets) - 1)  # ends within some value's bytes
         patterns, stops, rows = patterns[inside], stops[inside], rows[inside]
         within = stops - self._lengths[patterns] >= offsets[rows]  # starts there too
         self._mark(patterns[within], rows[within], hit)
+        return bool(within.any())
 
     def _mark(self, patterns: np.ndarray, rows: np.ndarray, hit: np.ndarray) -> None:
         if patterns.size:
@@ -311,12 +323,16 @@ def _matches(database: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ids, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
-def _scan_unicode_folded(column: pl.Series, literals: Sequence[tuple[int, Sequence[str]]], hit: np.ndarray) -> None:
+def _scan_unicode_folded(column: pl.Series, literals: Sequence[tuple[int, Sequence[str]]], hit: np.ndarray) -> bool:
     """``hit[k]`` where the Unicode-lowercased value contains one of selector ``k``'s
-    non-ASCII literals (lowercased once per column for all of them)."""
+    non-ASCII literals (lowercased once per column for all of them); whether any did."""
     lowered = column.str.to_lowercase()
+    found = False
     for k, selector_literals in literals:
-        hit[k] |= lowered.str.contains_any(list(selector_literals)).fill_null(False).to_numpy()
+        rows = lowered.str.contains_any(list(selector_literals)).fill_null(False).to_numpy()
+        hit[k] |= rows
+        found = found or bool(rows.any())
+    return found
 
 
 # --------------------------------------------------------------------------------------
