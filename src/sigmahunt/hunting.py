@@ -226,12 +226,9 @@ def _rule_plan_frozen(prepared: PreparedRules) -> Iterator[None]:
     hunt's allocations trigger would walk them all again (~10% of a hunt with many
     detections). ``gc.freeze`` moves what exists now out of the collector's sight;
     ``unfreeze`` gives it back afterwards, so a long-running caller loses nothing.
-
-    No full collection first: it walked the whole plan once more (0.29 s of a hunt of
-    100,000 EVTX records, bench/RESULTS.md session 6), and whatever garbage it would have
-    freed is only kept until the hunt ends, when the collector sees it again.
     """
     prepared.plan()
+    gc.collect()
     gc.freeze()
     try:
         yield
