@@ -124,6 +124,12 @@ def _keyword_literals(folded: Sequence[str], cased: Sequence[str]) -> list[tuple
     return literals
 
 
+def _hyperscan_on() -> bool:
+    """Hyperscan is installed and not turned off (``SIGMAHUNT_HYPERSCAN=0``, the benchmark's
+    portable run)."""
+    return hyperscan is not None and os.environ.get(USE_HYPERSCAN_ENV, "1") != "0"
+
+
 def _hyperscan_flag(caseless: bool) -> int:
     return int(hyperscan.HS_FLAG_CASELESS) if caseless else 0
 
@@ -177,7 +183,7 @@ class BatchKeywordScanner:
     def build(cls, prefilters: dict[int, KeywordPrefilter | None], engine: str = "auto") -> BatchKeywordScanner | None:
         """None without the native module and Hyperscan (or without any selector with literals)."""
         usable = {s: p for s, p in prefilters.items() if p is not None}
-        if not usable or (native() is None and hyperscan is None):
+        if not usable or (native() is None and not _hyperscan_on()):
             return None
         return cls(usable, engine)
 
@@ -251,7 +257,7 @@ class _SelectorDatabase:
         lengths = np.asarray([len(literal.encode("utf-8")) for literal, _ in index], dtype=np.int64)
         module = native() if engine in ("auto", "native", "gather") else None
         database = scanner = None
-        if hyperscan is not None and engine != "native":
+        if _hyperscan_on() and engine != "native":
             database = cached_database([_literal_pattern(literal) for literal, _ in index],
                                        [_hyperscan_flag(caseless) for _, caseless in index])
         elif module is not None:
@@ -400,9 +406,8 @@ class RawKeywordPrefilter:
 
     def __init__(self, patterns: Sequence[bytes]) -> None:
         self.patterns = sorted(set(patterns))
-        use_hyperscan = hyperscan is not None and os.environ.get(USE_HYPERSCAN_ENV, "1") != "0"
         self._database = None
-        if use_hyperscan:
+        if _hyperscan_on():
             try:
                 self._database = _compile_raw(self.patterns)
             except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
@@ -468,7 +473,7 @@ class ChunkKeywordScanner:
     def build(cls, prefilters: dict[int, RawKeywordPrefilter | None]) -> ChunkKeywordScanner | None:
         """None without Hyperscan (the evaluator then scans the raw-line column itself)."""
         usable = {s: p for s, p in prefilters.items() if p is not None}
-        if not usable or hyperscan is None or os.environ.get(USE_HYPERSCAN_ENV, "1") == "0":
+        if not usable or not _hyperscan_on():
             return None
         try:
             return cls(usable)
