@@ -200,7 +200,6 @@ def run_hunt(
                     if frame.height == 0:
                         continue
                 summary.detections += collector.collect(frame, evaluator.evaluate(frame))
-                _keep_records_frozen()
     if summary.events_read == 0 and summary.events_unreadable == 0 and not logs and store is None:
         raise NothingToHunt("no logs given")
     if summary.events_read == 0 and summary.unreadable:
@@ -236,18 +235,6 @@ def _rule_plan_frozen(prepared: PreparedRules) -> Iterator[None]:
         gc.unfreeze()
 
 
-def _keep_records_frozen() -> None:
-    """Inside :func:`_rule_plan_frozen`: the detection records made so far live until the
-    hunt ends, so they leave the collector's sight too. Why: a hunt with many detections
-    (the packed EVTX benchmark's 141,724, a noisy rule on a large log) makes ~6 containers
-    per record, and each full collection their allocations trigger walked all the earlier
-    records again: about a quarter of the records' cost (bench/RESULTS.md, session 6).
-    The price: the first full collection after the hunt walks them once (~0.3-0.5 s for
-    141,724 records), since the collector has not counted them as long-lived; a hunt plus
-    that walk is still 0.4-0.8 s shorter than without freezing."""
-    gc.freeze()
-
-
 def _natural(position: str) -> tuple[str, int]:
     head, _, number = position.rpartition(" ")
     return (head, int(number)) if number.isdigit() else (position, 0)
@@ -265,7 +252,6 @@ def _merge(part: WorkerResult, summary: HuntSummary, collector: DetectionCollect
         summary.events_unreadable += 1
     collector.records.extend(part.records)
     summary.detections += len(part.records)
-    _keep_records_frozen()
     progress.on_events(part.events_read)
     progress.on_bytes(part.bytes_done)
 
