@@ -24,7 +24,7 @@ from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import RAW_COL, EventBatch, Projection, Unreadable, complete_records, read_logs
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
-from sigmahunt.results import HuntSummary, detection_record, level_counts, provenance_fields, to_dataframe
+from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
 from sigmahunt.store import EventStore, file_digest
@@ -95,14 +95,14 @@ class DetectionCollector:
         if not hits:
             return 0
         rows = np.unique(np.concatenate(list(hits.values())))
-        events = {row: (fields, provenance_fields(**provenance))
-                  for row, (fields, provenance) in _row_events(frame, rows).items()}
+        events = _row_events(frame, rows)
         before = len(self.records)
         for rule_index in sorted(hits):
             meta = self.rules[rule_index].meta
-            for row in hits[rule_index].tolist():
-                fields, provenance = events[row]
-                self.records.append(detection_record(meta, provenance, fields))
+            for row in hits[rule_index]:
+                fields, provenance = events[int(row)]
+                detection = Detection(rule=meta, event=fields, **provenance)
+                self.records.append(detection.to_record())
         return len(self.records) - before
 
 
@@ -132,15 +132,9 @@ def _complete_row_events(hit: pl.DataFrame) -> list[tuple[dict[str, Any], dict[s
     record time sorting and filtering a dict per row."""
     fields: list[dict[str, Any]] = [{} for _ in range(hit.height)]
     for name in sorted(n for n in hit.columns if not n.startswith("_")):
-        column = hit.get_column(name)
-        if not column.null_count():
-            for record, value in zip(fields, column.to_list(), strict=True):
+        for record, value in zip(fields, hit.get_column(name).to_list(), strict=True):
+            if value is not None:
                 record[name] = value
-            continue
-        # EVTX columns are sparse (~110 in a batch, ~35 set a row): only the set values.
-        rows = np.flatnonzero(column.is_not_null().to_numpy()).tolist()
-        for row, value in zip(rows, column.drop_nulls().to_list(), strict=True):
-            fields[row][name] = value
     provenance: list[dict[str, Any]] = [{} for _ in range(hit.height)]
     for column, target in PROVENANCE.items():
         values = hit.get_column(column).to_list() if column in hit.columns else [None] * hit.height

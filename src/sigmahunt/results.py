@@ -47,36 +47,26 @@ class Detection:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        provenance = provenance_fields(self.timestamp, self.computer, self.channel, self.event_id, self.source,
-                                       self.record_id, self.position)
-        record = detection_record(self.rule, provenance, self.event)
+        record = {
+            "rule_id": self.rule.rule_id,
+            "rule_title": self.rule.title,
+            "level": self.rule.level,
+            "status": self.rule.status,
+            "tags": list(self.rule.tags),
+            "techniques": self.rule.techniques,
+            "tactics": self.rule.tactics,
+            "timestamp": self.timestamp,
+            "computer": self.computer,
+            "channel": self.channel,
+            "event_id": _as_int(self.event_id),
+            "source": self.source,
+            "record_id": _as_int(self.record_id),
+            "position": self.position,
+            "rule_path": self.rule.path,
+            "event": self.event,
+        }
         record.update(self.extra)
         return record
-
-
-def provenance_fields(timestamp: str | None, computer: str | None, channel: str | None, event_id: str | None,
-                      source: str | None, record_id: str | None, position: str | None) -> dict[str, Any]:
-    """A record's event columns, in :data:`COLUMNS` order (ids as ints where they are)."""
-    return {"timestamp": timestamp, "computer": computer, "channel": channel, "event_id": _as_int(event_id),
-            "source": source, "record_id": _as_int(record_id), "position": position}
-
-
-def detection_record(rule: RuleMeta, provenance: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    """One detection record (keys in :data:`COLUMNS` order). ``provenance``: as
-    :func:`provenance_fields` makes it, once per event however many rules match it."""
-    record = {
-        "rule_id": rule.rule_id,
-        "rule_title": rule.title,
-        "level": rule.level,
-        "status": rule.status,
-        "tags": list(rule.tags),
-        "techniques": rule.techniques,
-        "tactics": rule.tactics,
-    }
-    record.update(provenance)
-    record["rule_path"] = rule.path
-    record["event"] = event
-    return record
 
 
 def _as_int(value: str | None) -> int | str | None:
