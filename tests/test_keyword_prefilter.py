@@ -5,8 +5,8 @@ the rows each selector gets are the rows its own :class:`KeywordPrefilter` finds
 scanning that selector's rows alone, whatever the selectors' masks (all rows, a few rows
 gathered, most rows, none), with all-null columns, non-ASCII literals (searched in the
 Unicode-lowercased text) and the characters whose lowercase is ASCII (KELVIN SIGN, DOTTED
-CAPITAL I), whichever way the search runs (Hyperscan per column, Hyperscan over values
-the native module gathers, the native module's own automaton). Without Hyperscan and the
+CAPITAL I), whichever way the search runs (Hyperscan per column, the native module's
+automaton). Without Hyperscan and the
 native module each selector's Polars search gives the same rows.
 """
 
@@ -31,7 +31,6 @@ requires_native = pytest.mark.skipif(native() is None, reason="the native module
 ENGINES = [
     pytest.param("hyperscan", marks=requires_hyperscan),
     pytest.param("native", marks=requires_native),
-    pytest.param("gather", marks=[requires_hyperscan, requires_native]),
 ]
 
 #: Selector -> (folded, cased) literals; "kerberos::" is shared by two selectors, selector
@@ -50,6 +49,7 @@ VALUES = [
     "cmd /c whoami", "run SEKURLSA::logonpasswords", "\u212aerberos::list", "caf\u00c9 noir",
     "mimikatz lower", "MimiKatz exact", "invoke-mimikatz", "Invoke-Mimikatz -dump", "CRÈME brûlée",
     "\u0130stanbul", "nothing", "", "kerberos::ptt", "ké",
+    "sekurlsa::x then kerberos::y",  # two selectors' literals in one value: both must be found
 ]
 
 

@@ -2,22 +2,17 @@
 //! of a set of literals. Mirrors `keywords._SelectorDatabase.scan` (Hyperscan), which
 //! stays the reference where this module is absent.
 //!
-//! Why: a keyword rule without a log-source restriction (SigmaHQ's "Mimikatz Use") makes
-//! every column of every EVTX batch a candidate. Hyperscan needs one contiguous buffer per
-//! column, so each column was converted from Polars' string views to `large_string`
-//! first: ~0.2 s per 100,000 packed EVTX records, with the GIL held, against ~0.02 s for
-//! the scans themselves (bench/RESULTS.md, session 6).
-//!
-//! * `gather_values` (with Hyperscan): copies the values of all the columns side by side
-//!   into one buffer, without the GIL and without an Arrow conversion (~0.06 s per
-//!   100,000 records), for one Hyperscan scan.
-//! * `KeywordScanner` (without Hyperscan): the same buffer, searched by a leftmost-first
-//!   Aho-Corasick DFA; only a value where it stops is searched again for every literal it
-//!   holds (overlapping, so that no selector's literal hides behind another's). About 3x
-//!   slower than Hyperscan's scan (the DFA runs at ~2.5 ns a byte), but without the GIL;
-//!   value-by-value searches cost more still (the per-call set-up outweighs short values).
-//!
-//! A match lies within one value, as the Python side requires.
+//! Why: where Hyperscan is absent (no wheel for the platform, or `SIGMAHUNT_HYPERSCAN=0`)
+//! the Python side searched each active selector's literals with Polars, selector by
+//! selector; this scanner searches them all at once without the GIL: ~10% off a whole
+//! hunt of 100,000 packed EVTX records (bench/RESULTS.md, session 6). Each column's values
+//! are copied side by side and searched in one pass by a leftmost-first Aho-Corasick DFA;
+//! only a value where it stops is searched again for every literal it holds (overlapping,
+//! so that no selector's literal hides behind another's). Value-by-value searches cost
+//! more: the per-call set-up outweighs a short value's bytes. A match lies within one
+//! value, as the Python side requires. (With Hyperscan, gathering all columns' values
+//! natively for one Hyperscan scan was measured too: no faster than Hyperscan's scan of
+//! each column converted to `large_string`, so that stays.)
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use pyo3::exceptions::PyValueError;
@@ -56,8 +51,8 @@ impl Pass {
         Ok(Some(Pass { find: build(MatchKind::LeftmostFirst)?, every: build(MatchKind::Standard)?, ids: literals.iter().map(|(id, _)| *id).collect() }))
     }
 
-    /// Appends (pattern id, row, column) for every literal in every value of `column`.
-    fn search(&self, column: &Column, out: &mut Vec<(i64, i64, i64)>) {
+    /// Appends (pattern id, row, `index`) for every literal in every value of `column`.
+    fn search(&self, column: &Column, index: i64, out: &mut Vec<(i64, i64, i64)>) {
         let text = column.text.as_slice();
         let mut at = 0;
         while at < text.len() {
@@ -66,37 +61,30 @@ impl Pass {
             let (start, row) = column.starts[value];
             let end = column.starts.get(value + 1).map_or(text.len(), |&(next, _)| next) - 1; // before the separator
             for hit in self.every.find_overlapping_iter(&text[start..end]) {
-                out.push((self.ids[hit.pattern().as_usize()], row, column.columns[value]));
+                out.push((self.ids[hit.pattern().as_usize()], row, index));
             }
             at = end + 1;
         }
     }
 }
 
-/// Columns' values side by side: `starts[k]` = (offset in `text`, row) of the k-th,
-/// `columns[k]` the index of its column.
+/// One column's values side by side: `starts[k]` = (offset in `text`, row) of the k-th.
 #[derive(Default)]
 struct Column {
     text: Vec<u8>,
     starts: Vec<(usize, i64)>,
-    columns: Vec<i64>,
 }
 
 impl Column {
-    fn clear(&mut self) {
+    /// The column's values of at least `shortest` bytes (shorter ones cannot hold a
+    /// literal), replacing the previous column's (the buffers are reused).
+    fn fill(&mut self, view: &StringArrayView, shortest: usize) {
         self.text.clear();
         self.starts.clear();
-        self.columns.clear();
-    }
-
-    /// Appends the values of at least `shortest` bytes (shorter ones cannot hold a literal)
-    /// of column number `column`.
-    fn fill(&mut self, view: &StringArrayView, column: i64, shortest: usize) {
         for row in 0..view.len() {
             if let Some(value) = view.value(row) {
                 if value.len() >= shortest {
                     self.starts.push((self.text.len(), row as i64));
-                    self.columns.push(column);
                     self.text.extend_from_slice(value);
                     self.text.push(SEPARATOR);
                 }
@@ -152,10 +140,9 @@ impl KeywordScanner {
             let mut found = Vec::new();
             let mut column = Column::default();
             for (index, view) in views.iter().enumerate() {
-                column.clear();
-                column.fill(view, index as i64, self.shortest);
+                column.fill(view, self.shortest);
                 for pass in &self.passes {
-                    pass.search(&column, &mut found);
+                    pass.search(&column, index as i64, &mut found);
                 }
             }
             found
@@ -165,40 +152,4 @@ impl KeywordScanner {
         let columns: Vec<u8> = found.iter().flat_map(|(_, _, c)| c.to_ne_bytes()).collect();
         Ok((OwnedBuffer::wrap(py, patterns)?, OwnedBuffer::wrap(py, rows)?, OwnedBuffer::wrap(py, columns)?))
     }
-}
-
-/// The values of `columns` (Arrow string arrays as (schema, array) capsules) of at least
-/// `shortest` bytes, side by side in one buffer, each followed by a zero byte: `(text,
-/// starts, ends, rows, columns)`, the last four int64 buffers (native byte order) giving
-/// each value's byte range in `text`, its row and the index of its column.
-#[pyfunction]
-pub fn gather_values<'py>(
-    py: Python<'py>,
-    columns: Vec<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)>,
-    shortest: usize,
-) -> PyResult<(Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>, Bound<'py, OwnedBuffer>)> {
-    let views = columns
-        .iter()
-        .map(|(schema, array)| StringArrayView::from_capsules(schema, array))
-        .collect::<PyResult<Vec<_>>>()?;
-    let (text, starts, ends, rows, columns) = py.detach(|| {
-        let mut column = Column::default();
-        for (index, view) in views.iter().enumerate() {
-            column.fill(view, index as i64, shortest);
-        }
-        let count = column.starts.len();
-        let mut starts = Vec::with_capacity(count * 8);
-        let mut ends = Vec::with_capacity(count * 8);
-        let mut rows = Vec::with_capacity(count * 8);
-        for (k, &(start, row)) in column.starts.iter().enumerate() {
-            let end = column.starts.get(k + 1).map_or(column.text.len(), |&(next, _)| next) - 1;
-            starts.extend_from_slice(&(start as i64).to_ne_bytes());
-            ends.extend_from_slice(&(end as i64).to_ne_bytes());
-            rows.extend_from_slice(&row.to_ne_bytes());
-        }
-        let columns = column.columns.iter().flat_map(|c| c.to_ne_bytes()).collect();
-        (column.text, starts, ends, rows, columns)
-    });
-    let wrap = |bytes: Vec<u8>| OwnedBuffer::wrap(py, bytes);
-    Ok((wrap(text)?, wrap(starts)?, wrap(ends)?, wrap(rows)?, wrap(columns)?))
 }

@@ -32,7 +32,6 @@ fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<matcher::FieldMatcher>()?;
     m.add_class::<kernel::RuleKernel>()?;
     m.add_class::<kernel::KernelBatch>()?;
-    m.add_function(wrap_pyfunction!(keywords::gather_values, m)?)?;
     m.add_function(wrap_pyfunction!(ndjson::project_flat_lines, m)?)?;
     m.add_function(wrap_pyfunction!(ndjson::count_newlines, m)?)?;
     m.add_function(wrap_pyfunction!(timestamps::iso_utc_array, m)?)?;

@@ -167,9 +167,9 @@ class BatchKeywordScanner:
     scanning a column's buffer may report a match spanning two adjacent values, and which
     values are adjacent depends on the row subset scanned.
 
-    The search is Hyperscan's, over values the native module gathers where it is on (see
-    :class:`_SelectorDatabase`), or the native module's own; :meth:`build` gives None
-    without either (each selector's :class:`KeywordPrefilter` then searches with Polars).
+    The search is Hyperscan's, or without it the native module's (see
+    :class:`_SelectorDatabase`); :meth:`build` gives None without either (each selector's
+    :class:`KeywordPrefilter` then searches with Polars).
     """
 
     def __init__(self, prefilters: dict[int, KeywordPrefilter], engine: str = "auto") -> None:
@@ -222,25 +222,22 @@ class _SelectorDatabase:
     ``lengths[i]`` and is a literal of selector (row of the hit matrix) ``k`` where
     ``members[i, k]``.
 
-    Three ways to search, the same rows: with Hyperscan and the native module, the native
-    side gathers every column's values into one buffer (no Arrow conversion, no GIL) for
-    one Hyperscan scan; with Hyperscan alone, each column is converted to ``large_string``
-    and scanned; with the native module alone, its :class:`KeywordScanner` searches.
+    Two ways to search, the same rows: with Hyperscan, each column is converted to
+    ``large_string`` and scanned; without it, the native module's :class:`KeywordScanner`
+    searches (no GIL, all selectors at once).
     """
 
-    def __init__(self, module: Any, database: Any, lengths: np.ndarray, members: np.ndarray, scanner: Any) -> None:
-        self._module = module
+    def __init__(self, database: Any, scanner: Any, lengths: np.ndarray, members: np.ndarray) -> None:
         self._database = database
+        self._scanner = scanner
         self._lengths = lengths
         self._members = members
-        self._scanner = scanner
-        self._shortest = int(lengths.min())
 
     @classmethod
     def compile(cls, prefilters: Sequence[KeywordPrefilter], engine: str = "auto") -> _SelectorDatabase | None:
         """None when no prefilter has an ASCII literal. A literal several selectors share is
-        one pattern (one callback per match). ``engine`` (tests): "auto", or "hyperscan",
-        "native" or "gather" (both) to force one way."""
+        one pattern (one callback per match). ``engine`` (tests): "auto", or "hyperscan" or
+        "native" to force one way."""
         index: dict[tuple[str, bool], int] = {}
         owners: list[list[int]] = []
         for k, prefilter in enumerate(prefilters):
@@ -255,14 +252,13 @@ class _SelectorDatabase:
         for i, ks in enumerate(owners):
             members[i, ks] = True
         lengths = np.asarray([len(literal.encode("utf-8")) for literal, _ in index], dtype=np.int64)
-        module = native() if engine in ("auto", "native", "gather") else None
-        database = scanner = None
         if _hyperscan_on() and engine != "native":
             database = cached_database([_literal_pattern(literal) for literal, _ in index],
                                        [_hyperscan_flag(caseless) for _, caseless in index])
-        elif module is not None:
-            scanner = module.KeywordScanner(list(index))
-        return cls(module, database, lengths, members, scanner)
+            return cls(database, None, lengths, members)
+        module = native()
+        assert module is not None, "BatchKeywordScanner.build checks for Hyperscan or the native module"
+        return cls(None, module.KeywordScanner(list(index)), lengths, members)
 
     def scan(self, columns: Sequence[pl.Series], hit: np.ndarray) -> set[int]:
         """Set ``hit[k, row]`` where a column's value at ``row`` contains a literal of
@@ -272,28 +268,11 @@ class _SelectorDatabase:
             patterns, rows, found_in = (np.frombuffer(b, dtype=np.int64) for b in self._scanner.scan(capsules))
             self._mark(patterns, rows, hit)
             return set(np.unique(found_in).tolist())
-        if self._module is not None:
-            return self._scan_gathered(columns, hit)
         found: set[int] = set()
         for index, column in enumerate(columns):
             if self._scan_column(column, hit):
                 found.add(index)
         return found
-
-    def _scan_gathered(self, columns: Sequence[pl.Series], hit: np.ndarray) -> set[int]:
-        capsules = [arrow_strings(column).__arrow_c_array__() for column in columns]
-        text, *ranges = self._module.gather_values(capsules, self._shortest)
-        starts, ends, rows, found_in = (np.frombuffer(buffer, dtype=np.int64) for buffer in ranges)
-        if not starts.size:
-            return set()
-        patterns, stops = _matches(self._database, text)
-        values = np.searchsorted(starts, stops - 1, side="right") - 1
-        inside = values >= 0
-        patterns, stops, values = patterns[inside], stops[inside], values[inside]
-        within = (stops <= ends[values]) & (stops - self._lengths[patterns] >= starts[values])
-        values = values[within]
-        self._mark(patterns[within], rows[values], hit)
-        return set(np.unique(found_in[values]).tolist())
 
     def _scan_column(self, column: pl.Series, hit: np.ndarray) -> bool:
         strings = _large_strings(column)
