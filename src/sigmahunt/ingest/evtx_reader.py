@@ -40,6 +40,7 @@ from .formats import EVTX_MAGIC
 from .frames import BuilderMark, ColumnBuilder
 from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable
 from .normalise import Row, ShapeError, normalise_evtx_json
+from .sources import LeafData
 from .timestamps import iso_utc
 
 FILE_HEADER_BLOCK = 4096
@@ -74,7 +75,7 @@ class ChunkInfo:
         return self.problem is None and self.last_id >= self.first_id
 
 
-def scan_chunks(data: bytes) -> list[ChunkInfo]:
+def scan_chunks(data: LeafData) -> list[ChunkInfo]:
     """Chunk slots present in (or declared by) the file, with their id ranges."""
     declared = _FILE_HEADER.unpack_from(data, 0)[-1] if len(data) >= _FILE_HEADER.size else 0
     present = max(0, -(-(len(data) - FILE_HEADER_BLOCK) // CHUNK_SIZE))
@@ -86,7 +87,7 @@ def scan_chunks(data: bytes) -> list[ChunkInfo]:
     return chunks
 
 
-def _scan_chunk(data: bytes, index: int, declared: int) -> ChunkInfo | None:
+def _scan_chunk(data: LeafData, index: int, declared: int) -> ChunkInfo | None:
     offset = FILE_HEADER_BLOCK + index * CHUNK_SIZE
     info = ChunkInfo(index)
     if offset >= len(data):
@@ -205,7 +206,7 @@ class _Ledger:
         return "record could not be parsed" + (f": {stray}" if stray else "")
 
 
-def read_evtx(source: str, data: bytes) -> Iterator[pl.DataFrame | Unreadable]:
+def read_evtx(source: str, data: LeafData) -> Iterator[pl.DataFrame | Unreadable]:
     """Read one EVTX file (in memory), reporting whatever cannot be read."""
     packer = EvtxPacker()
     yield from packer.read(source, data)
@@ -236,7 +237,7 @@ class EvtxPacker:
         else:
             self._builder = ColumnBuilder()
 
-    def read(self, source: str, data: bytes) -> Iterator[pl.DataFrame | Unreadable]:
+    def read(self, source: str, data: LeafData) -> Iterator[pl.DataFrame | Unreadable]:
         """Add one file's rows; yield its Unreadable reports and every frame that fills up.
 
         If reading fails (an exception: a bug, which the caller reports as the file being
@@ -326,7 +327,7 @@ class NativeColumns:
 
 
 def _native_file_rows(
-    builder: NativeColumns, source: str, data: bytes, frame_rows: int
+    builder: NativeColumns, source: str, data: LeafData, frame_rows: int
 ) -> Iterator[Row | Unreadable | _Added]:
     """:func:`_file_rows` with the records parsed and flattened in Rust.
 
@@ -365,7 +366,7 @@ def _native_file_rows(
     yield from ledger.missing(source)
 
 
-def _file_rows(source: str, data: bytes) -> Iterator[Row | Unreadable]:
+def _file_rows(source: str, data: LeafData) -> Iterator[Row | Unreadable]:
     """One file's rows, its records' Unreadables in line, then the records it lacks."""
     if data[: len(EVTX_MAGIC)] != EVTX_MAGIC:
         yield Unreadable(source, "file", "not an EVTX file (missing 'ElfFile' signature)")
@@ -408,7 +409,7 @@ class PyEvtxRecords:
     the next one; a string item is such an error message.
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: LeafData) -> None:
         from evtx import PyEvtxParser
 
         self._iterator = PyEvtxParser(io.BytesIO(data)).records_json()

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Generic, TypeVar, cast
 
+from ..native import OFF_VALUES
 from .formats import (
     EVTX_MAGIC,
     NON_LOG_SUFFIXES,
@@ -74,7 +75,7 @@ class Leaf:
 
 #: Plain EVTX files of at least this size are mapped rather than read (see read_file).
 MAP_EVTX_BYTES = 1 << 20
-#: ``off`` reads every file (no mapping).
+#: ``off`` (or ``0``, ``false``, ``no``) reads every file (no mapping).
 MMAP_ENV = "SIGMAHUNT_MMAP"
 
 
@@ -153,7 +154,7 @@ def read_file(path: Path) -> LeafData:
     """
     with path.open("rb") as handle:
         head = handle.read(len(EVTX_MAGIC))
-        if head == EVTX_MAGIC and os.environ.get(MMAP_ENV, "on").lower() != "off":
+        if head == EVTX_MAGIC and os.environ.get(MMAP_ENV, "").strip().lower() not in OFF_VALUES:
             if os.fstat(handle.fileno()).st_size >= MAP_EVTX_BYTES:
                 return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         handle.seek(0)
