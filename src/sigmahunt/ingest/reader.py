@@ -177,7 +177,7 @@ def _prepare(
             yield _Task(leaf, fmt)
             continue
         try:
-            for plan in plan_json(leaf.source, leaf.data, fmt, projection):
+            for plan in plan_json(leaf.source, leaf.read(), fmt, projection):
                 yield _Task(leaf, fmt, plan)
         except Exception as exc:
             yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
@@ -195,9 +195,9 @@ def _execute(task: _Task, evtx: EvtxPacker | None) -> Iterator[pl.DataFrame | Un
         if task.plan is not None:
             yield from execute_json(task.plan)
         elif task.fmt is LogFormat.EVTX_XML:
-            yield from read_evtx_xml(task.leaf.source, task.leaf.data)
+            yield from read_evtx_xml(task.leaf.source, task.leaf.read())
         elif task.fmt is LogFormat.CSV:
-            yield from read_csv(task.leaf.source, task.leaf.data)
+            yield from read_csv(task.leaf.source, task.leaf.read())
         else:  # the rows join the unit's shared EVTX builder
             assert evtx is not None, "binary EVTX tasks are read in units"
             yield from evtx.read(task.leaf.source, task.leaf.data)
@@ -209,7 +209,7 @@ def _choose_format(leaf: Leaf, forced: LogFormat | None) -> LogFormat | Unreadab
     """The leaf's format; an Unreadable to report; or None (skip silently:
     an empty file, or text that is not a log inside a folder/archive)."""
     head = leaf.data[:SNIFF_BYTES]
-    if is_blank(head) and is_blank(leaf.data):
+    if is_blank(head) and is_blank(leaf.read()):
         return None
     detected = sniff_content(head)
     if forced is not None:

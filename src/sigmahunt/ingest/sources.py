@@ -72,6 +72,12 @@ class Leaf:
     data: LeafData
     explicit: bool  # named by the caller: never skipped silently
 
+    def read(self) -> bytes:
+        """The bytes, for readers that take ``bytes``. A mapped leaf is an EVTX file, which
+        only the EVTX readers see (a forced other format refuses it), so this copy of one
+        is never made in practice; it keeps the types honest."""
+        return self.data if isinstance(self.data, bytes) else self.data[:]
+
 
 #: Plain EVTX files of at least this size are mapped rather than read (see read_file).
 MAP_EVTX_BYTES = 1 << 20
@@ -163,6 +169,9 @@ def read_file(path: Path) -> LeafData:
 
 def expand(source: str, data: LeafData, explicit: bool, depth: int = 0, password: str | None = None) -> Iterator[Item]:
     """Unwrap gzip/zip/7z containers (recursively) down to leaf streams."""
+    if isinstance(data, mmap.mmap):  # a mapped file is EVTX (see read_file): a leaf
+        yield Leaf(source, data, explicit)
+        return
     kind = sniff_content(data[:SNIFF_BYTES])
     if kind not in (LogFormat.GZIP, LogFormat.ZIP, LogFormat.SEVENZIP):
         yield Leaf(source, data, explicit)
