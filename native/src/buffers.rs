@@ -10,6 +10,7 @@
 
 use std::ffi::{c_int, c_void};
 
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -27,6 +28,21 @@ impl OwnedBuffer {
         data.shrink_to_fit();
         Bound::new(py, OwnedBuffer { data })
     }
+}
+
+/// The bytes of a buffer Python lends (`bytes`, a `memoryview` slice of one, a read-only
+/// `mmap`), borrowed for as long as `buffer` is held; None unless it is contiguous and
+/// read-only (a writable one could change while Rust reads it without the GIL).
+pub fn readonly_bytes(buffer: &PyBuffer<u8>) -> Option<&[u8]> {
+    if !buffer.is_c_contiguous() || !buffer.readonly() {
+        return None;
+    }
+    if buffer.len_bytes() == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: a contiguous, read-only buffer of `len_bytes` bytes at `buf_ptr`, exported
+    // (so kept alive and unchanged) while `buffer` is held.
+    Some(unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) })
 }
 
 /// 16-byte Arrow views as one byte vector, reusing the allocation: `[u8; 16]` has the

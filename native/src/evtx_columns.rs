@@ -23,7 +23,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::buffer::PyBuffer;
 
-use crate::buffers::{flatten_views, OwnedBuffer};
+use crate::buffers::{flatten_views, readonly_bytes, OwnedBuffer};
 use crate::fast_map::FastMap;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -1144,27 +1144,21 @@ pub struct FileBytes {
 }
 
 impl FileBytes {
-    fn new(buffer: PyBuffer<u8>) -> PyResult<Self> {
+    fn new(py: Python<'_>, buffer: PyBuffer<u8>) -> PyResult<Self> {
+        if readonly_bytes(&buffer).is_some() {
+            return Ok(FileBytes { buffer: Some(buffer), copy: Vec::new() });
+        }
         if !buffer.is_c_contiguous() {
             return Err(PyValueError::new_err("expected a contiguous buffer"));
         }
-        if buffer.readonly() {
-            return Ok(FileBytes { buffer: Some(buffer), copy: Vec::new() });
-        }
-        let copy = Python::attach(|py| buffer.to_vec(py))?;
-        Ok(FileBytes { buffer: None, copy })
+        Ok(FileBytes { buffer: None, copy: buffer.to_vec(py)? })
     }
 }
 
 impl AsRef<[u8]> for FileBytes {
     fn as_ref(&self) -> &[u8] {
         match &self.buffer {
-            // SAFETY: a contiguous, read-only buffer of `len_bytes` bytes at `buf_ptr`,
-            // exported (so kept alive and unchanged) while `buffer` is held.
-            Some(buffer) if buffer.len_bytes() > 0 => unsafe {
-                std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes())
-            },
-            Some(_) => &[],
+            Some(buffer) => readonly_bytes(buffer).unwrap_or_default(), // checked when made
             None => &self.copy,
         }
     }
@@ -1256,9 +1250,9 @@ impl EvtxFile {
     /// Raises ValueError when the parser refuses the file header (the Python reader then
     /// reads the file, to report it in its own words).
     #[new]
-    fn new(data: PyBuffer<u8>, source: String) -> PyResult<Self> {
+    fn new(py: Python<'_>, data: PyBuffer<u8>, source: String) -> PyResult<Self> {
         let settings = ParserSettings::default();
-        let parser = EvtxParser::from_read_seek(Cursor::new(FileBytes::new(data)?))
+        let parser = EvtxParser::from_read_seek(Cursor::new(FileBytes::new(py, data)?))
             .map_err(|e| PyValueError::new_err(error_message(&e)))?
             .with_configuration(settings.clone());
         Ok(EvtxFile { chunks: parser.into_chunks(), settings: Arc::new(settings), pending: VecDeque::new(), source, finished: false })

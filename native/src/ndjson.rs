@@ -40,7 +40,7 @@
 use memchr::memmem;
 use pyo3::prelude::*;
 
-use crate::buffers::{flatten_views, OwnedBuffer};
+use crate::buffers::{flatten_views, readonly_bytes, OwnedBuffer};
 use crate::fast_map::FastMap;
 use pyo3::buffer::PyBuffer;
 use pyo3::types::PyBytes;
@@ -763,14 +763,6 @@ pub fn count_newlines(py: Python<'_>, data: PyBuffer<u8>) -> PyResult<usize> {
 /// file are read in place, not copied out). Valid while `buffer` is held, which the
 /// caller does for the whole call.
 fn contiguous_bytes<'a>(_py: Python<'_>, buffer: &'a PyBuffer<u8>) -> PyResult<&'a [u8]> {
-    // Read-only: the parse runs without the GIL, when a writable buffer could change.
-    if !buffer.is_c_contiguous() || !buffer.readonly() {
-        return Err(pyo3::exceptions::PyValueError::new_err("expected bytes or a read-only contiguous memoryview"));
-    }
-    if buffer.len_bytes() == 0 {
-        return Ok(&[]);
-    }
-    // SAFETY: a contiguous, read-only buffer of `len_bytes` u8 at `buf_ptr`, kept alive
-    // while `buffer` is held.
-    Ok(unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) })
+    readonly_bytes(buffer)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("expected bytes or a read-only contiguous memoryview"))
 }
