@@ -184,12 +184,12 @@ def _keyword_prefilters(
 def _remap(expr: Expr, remap: list[int]) -> Expr:
     op, payload = expr
     if op == PRED:
-        return [PRED, remap[payload]]
+        return (PRED, remap[payload])
     if op == NOT:
-        return [NOT, _remap(payload, remap)]
+        return (NOT, _remap(payload, remap))
     if op in (AND, OR):
-        return [op, [_remap(c, remap) for c in payload]]
-    return [op, payload]
+        return (op, tuple(_remap(c, remap) for c in payload))
+    return (op, payload)
 
 
 @dataclass
@@ -203,8 +203,9 @@ class _Work:
     fields: list[tuple[str | None, set[int], frozenset[int]]]
     #: Row-level predicates (exists, null, fieldref) and the selectors of the variants testing each.
     row_predicates: list[tuple[int, frozenset[int]]]
-    #: Predicate id -> indices (into plan.variants) of the variants testing it.
-    variants_of: dict[int, list[int]]
+    #: Predicate id -> indices (into plan.variants) of the variants testing it (tuples:
+    #: the garbage collector stops tracking them, see ``ir.Expr``).
+    variants_of: dict[int, tuple[int, ...]]
     #: Variants true where all their tests are false (``not filter`` alone): always evaluated.
     true_when_all_false: list[int]
 
@@ -226,7 +227,7 @@ class _Work:
         return cls(
             fields=[(name, gids, frozenset(field_selectors[name])) for name, gids in by_field.items()],
             row_predicates=[(gid, frozenset(rows[gid])) for gid in sorted(rows)],
-            variants_of=dict(variants_of),
+            variants_of={gid: tuple(indices) for gid, indices in variants_of.items()},
             true_when_all_false=[i for i, v in enumerate(plan.variants) if v.when_all_false],
         )
 

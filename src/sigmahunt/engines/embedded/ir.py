@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -74,29 +75,43 @@ class Predicate:
         return f"{target} {self.kind.value} {self.value!r}{extra}"
 
 
-# Boolean tree nodes, as JSON-friendly lists: [op, payload].
+# Boolean tree nodes: (op, payload), AND/OR payloads a tuple of children. Tuples, not
+# lists: a tuple holding only ints, bools and such tuples is dropped from the garbage
+# collector's lists after one collection, and the compiled rule set holds ~100,000 nodes
+# which every full collection (one before each hunt, see hunting._rule_plan_frozen)
+# would otherwise walk. Serialised as JSON arrays; :func:`expr_from_json` reads them back.
 AND, OR, NOT, PRED, CONST = 0, 1, 2, 3, 4
-Expr = list[Any]
+Expr = tuple[Any, ...]
 
 
-def and_(children: list[Expr]) -> Expr:
-    return children[0] if len(children) == 1 else [AND, children]
+def and_(children: Sequence[Expr]) -> Expr:
+    return children[0] if len(children) == 1 else (AND, tuple(children))
 
 
-def or_(children: list[Expr]) -> Expr:
-    return children[0] if len(children) == 1 else [OR, children]
+def or_(children: Sequence[Expr]) -> Expr:
+    return children[0] if len(children) == 1 else (OR, tuple(children))
 
 
 def not_(child: Expr) -> Expr:
-    return [NOT, child]
+    return (NOT, child)
 
 
 def pred(pid: int) -> Expr:
-    return [PRED, pid]
+    return (PRED, pid)
 
 
 def const(value: bool) -> Expr:
-    return [CONST, value]
+    return (CONST, value)
+
+
+def expr_from_json(data: Any) -> Expr:
+    """A tree read back from JSON (nested arrays) as the tuples the rest expects."""
+    op, payload = data
+    if op in (AND, OR):
+        return (op, tuple(expr_from_json(child) for child in payload))
+    if op == NOT:
+        return (NOT, expr_from_json(payload))
+    return (op, payload)
 
 
 def predicates_of(expr: Expr) -> set[int]:
@@ -219,6 +234,6 @@ class CompiledRule:
         return cls(
             meta=RuleMeta(**data["meta"]),
             predicates=[Predicate.from_json(p) for p in data["predicates"]],
-            variants=[CompiledVariant(Selector.from_json(s), e) for s, e in data["variants"]],
+            variants=[CompiledVariant(Selector.from_json(s), expr_from_json(e)) for s, e in data["variants"]],
             inapplicable=data["inapplicable"],
         )

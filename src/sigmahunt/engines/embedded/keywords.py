@@ -385,14 +385,26 @@ class RawKeywordPrefilter:
 
     def __init__(self, patterns: Sequence[bytes]) -> None:
         self.patterns = sorted(set(patterns))
-        self._database = None
-        if _hyperscan_on():
-            try:
-                self._database = _compile_raw(self.patterns)
-            except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
-                self._database = None
-        self._scanner = KeywordPrefilter((), ())
-        self._scanner._database = self._database
+        self._scanner: KeywordPrefilter | None = None
+        self._compiled = False
+
+    def _hyperscan_scanner(self) -> KeywordPrefilter | None:
+        """The patterns' Hyperscan database, compiled on first use (None: Polars scans).
+
+        Why on first use: with Hyperscan the ingest's :class:`ChunkKeywordScanner` flags
+        raw lines for every selector at once, so these databases serve only rows it did not
+        see; compiling all selectors' up front cost every hunt ~0.04 s, EVTX ones for nothing.
+        """
+        if not self._compiled:
+            self._compiled = True
+            if _hyperscan_on():
+                try:
+                    scanner = KeywordPrefilter((), ())
+                    scanner._database = _compile_raw(self.patterns)
+                    self._scanner = scanner
+                except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
+                    self._scanner = None
+        return self._scanner
 
     @classmethod
     def of(cls, folded: Sequence[str], cased: Sequence[str]) -> RawKeywordPrefilter | None:
@@ -402,8 +414,9 @@ class RawKeywordPrefilter:
         return cls([p for p in patterns if p is not None])
 
     def candidate_rows(self, raw: pl.Series, height: int) -> np.ndarray:
-        if self._database is not None:
-            return self._scanner.candidate_rows([raw], height)
+        scanner = self._hyperscan_scanner()
+        if scanner is not None:
+            return scanner.candidate_rows([raw], height)
         literal = "(?i-u:" + "|".join(p.decode() for p in self.patterns) + ")"
         always = "|".join(p.decode() for p in _RAW_ESCAPES) + "|" + "|".join(_UNICODE_TO_ASCII_FOLDS)
         return raw.str.contains(literal + "|" + always).fill_null(False).to_numpy()
