@@ -425,9 +425,11 @@ def detected_records(files: Sequence[Path], prepared: PreparedRules) -> set[tupl
 def evaluate_only(files: Sequence[Path], prepared: PreparedRules) -> dict[str, Any]:
     """The hunt's sequential path without building detection records: read, then evaluate
     (with the rule plan kept from the garbage collector, as ``run_hunt`` keeps it)."""
-    evaluator = BatchEvaluator(prepared.plan())
     events = unreadable = matches = 0
     with _rule_plan_frozen(prepared):
+        # Built inside, as run_hunt builds it: built outside, its allocations set off a
+        # full collection that walked the whole unfrozen plan (~0.1 s) before the freeze.
+        evaluator = BatchEvaluator(prepared.plan())
         for item in read_logs(list(files), batch_size=BATCH_ROWS, projection=hunt_projection(evaluator)):
             if isinstance(item, EventBatch):
                 events += len(item)

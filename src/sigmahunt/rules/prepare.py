@@ -29,6 +29,7 @@ import yaml
 
 from sigmahunt import __version__
 from sigmahunt.cache import cache_root, write_entry
+from sigmahunt.collector import collector_paused
 from sigmahunt.engines.embedded.compiler import RuleCompileError, compile_rule
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.rules.loader import (
@@ -82,7 +83,8 @@ class PreparedRules:
         if self._plan is None:
             from sigmahunt.engines.embedded.evaluator import RuleSetPlan
 
-            self._plan = RuleSetPlan.build(self.runnable)
+            with collector_paused():
+                self._plan = RuleSetPlan.build(self.runnable)
         return self._plan
 
     @property
@@ -221,15 +223,16 @@ def _file_entries(
     """
     entries: list[_FileEntry | None] = [None] * len(files)
     misses: list[tuple[int, bytes | None]] = []  # index in files, content
-    for index, path in enumerate(files):
-        if not path.exists():
-            continue
-        content = _read(path)
-        entry = cache.get(path, content) if cache is not None and content is not None else None
-        if entry is None:
-            misses.append((index, content))
-        else:
-            entries[index] = entry
+    with collector_paused():  # cached entries only: compiling misses (pySigma) makes cycles
+        for index, path in enumerate(files):
+            if not path.exists():
+                continue
+            content = _read(path)
+            entry = cache.get(path, content) if cache is not None and content is not None else None
+            if entry is None:
+                misses.append((index, content))
+            else:
+                entries[index] = entry
     hits = len(files) - entries.count(None)  # before the misses are filled in
     count = 1
     if misses and len(misses) >= MIN_PARALLEL_FILES and multiprocessing.parent_process() is None:
