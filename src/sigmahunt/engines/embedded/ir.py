@@ -106,6 +106,16 @@ def const(value: bool) -> Expr:
     return (CONST, value)
 
 
+def expr_to_json(expr: Expr) -> list[Any]:
+    """A tree as nested lists, what JSON gives back (the inverse of :func:`expr_from_json`)."""
+    op, payload = expr
+    if op in (AND, OR):
+        return [op, [expr_to_json(child) for child in payload]]
+    if op == NOT:
+        return [NOT, expr_to_json(payload)]
+    return [op, payload]
+
+
 def expr_from_json(data: Any) -> Expr:
     """A tree read back from JSON (nested arrays) as the tuples the rest expects."""
     op, payload = data
@@ -227,7 +237,7 @@ class CompiledRule:
         return {
             "meta": asdict(self.meta),
             "predicates": [p.to_json() for p in self.predicates],
-            "variants": [[v.selector.to_json(), v.expr] for v in self.variants],
+            "variants": [[v.selector.to_json(), expr_to_json(v.expr)] for v in self.variants],
             "inapplicable": self.inapplicable,
         }
 
