@@ -2,17 +2,19 @@
 //! of a set of literals. Mirrors `keywords._SelectorDatabase.scan` (Hyperscan), which
 //! stays the reference where this module is absent.
 //!
-//! Why: where Hyperscan is absent (no wheel for the platform, or `SIGMAHUNT_HYPERSCAN=0`)
-//! the Python side searched each active selector's literals with Polars, selector by
-//! selector; this scanner searches them all at once without the GIL: ~10% off a whole
-//! hunt of 100,000 packed EVTX records (bench/RESULTS.md, session 6). Each column's values
+//! Why: without it the Python side searched each active selector's literals with Polars,
+//! selector by selector (no Hyperscan), or converted every column to `large_string` for
+//! Hyperscan; this scanner searches them all at once without the GIL or a conversion:
+//! ~10% off a whole hunt of 100,000 packed EVTX records against Polars
+//! (session 6), and since its caseless literals are searched in lowercased values
+//! (session 7, see `Pass`) faster than the Hyperscan path too. Each column's values
 //! are copied side by side and searched in one pass by a leftmost-first Aho-Corasick DFA;
 //! only a value where it stops is searched again for every literal it holds (overlapping,
 //! so that no selector's literal hides behind another's). Value-by-value searches cost
 //! more: the per-call set-up outweighs a short value's bytes. A match lies within one
-//! value, as the Python side requires. (With Hyperscan, gathering all columns' values
-//! natively for one Hyperscan scan was measured too: no faster than Hyperscan's scan of
-//! each column converted to `large_string`, so that stays.)
+//! value, as the Python side requires. (Gathering all columns' values natively for one
+//! Hyperscan scan was measured too, in session 6: no faster than Hyperscan's scan of each
+//! column converted to `large_string`.)
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 use pyo3::exceptions::PyValueError;
@@ -27,11 +29,18 @@ use crate::buffers::OwnedBuffer;
 const SEPARATOR: u8 = 0;
 
 /// Literals searched in one pass: `find` stops at the leftmost one, `every` lists all.
+///
+/// A caseless pass searches its literals, ASCII-lowercased, in the values ASCII-lowercased
+/// (`Column::lower`), case-sensitively: the same positions as an ASCII case-insensitive
+/// search, but the automaton then keeps its SIMD prefilter (Teddy), which the crate drops
+/// for `ascii_case_insensitive` ones. Measured on 100,000 packed EVTX records (all SigmaHQ
+/// keyword selectors): the scan took 0.22 s of the hunting thread case-insensitively.
 struct Pass {
     find: AhoCorasick,
     every: AhoCorasick,
     /// Automaton pattern index -> the caller's pattern id.
     ids: Vec<i64>,
+    caseless: bool,
 }
 
 impl Pass {
@@ -39,21 +48,26 @@ impl Pass {
         if literals.is_empty() {
             return Ok(None);
         }
-        let words: Vec<&str> = literals.iter().map(|(_, w)| *w).collect();
+        let words: Vec<String> =
+            literals.iter().map(|(_, w)| if caseless { w.to_ascii_lowercase() } else { (*w).to_owned() }).collect();
         let build = |kind: MatchKind| {
             AhoCorasickBuilder::new()
                 .match_kind(kind)
-                .ascii_case_insensitive(caseless)
                 .kind(Some(AhoCorasickKind::DFA))
                 .build(&words)
                 .map_err(|e| e.to_string())
         };
-        Ok(Some(Pass { find: build(MatchKind::LeftmostFirst)?, every: build(MatchKind::Standard)?, ids: literals.iter().map(|(id, _)| *id).collect() }))
+        Ok(Some(Pass {
+            find: build(MatchKind::LeftmostFirst)?,
+            every: build(MatchKind::Standard)?,
+            ids: literals.iter().map(|(id, _)| *id).collect(),
+            caseless,
+        }))
     }
 
     /// Appends (pattern id, row, `index`) for every literal in every value of `column`.
     fn search(&self, column: &Column, index: i64, out: &mut Vec<(i64, i64, i64)>) {
-        let text = column.text.as_slice();
+        let text = if self.caseless { column.lower.as_slice() } else { column.text.as_slice() };
         let mut at = 0;
         while at < text.len() {
             let Some(found) = self.find.find(Input::new(text).range(at..)) else { break };
@@ -68,25 +82,37 @@ impl Pass {
     }
 }
 
-/// One column's values side by side: `starts[k]` = (offset in `text`, row) of the k-th.
+/// One column's values side by side: `starts[k]` = (offset, row) of the k-th, in `text`
+/// (as they are, for cased passes) and in `lower` (ASCII-lowercased, for caseless ones);
+/// each is filled only when some pass reads it.
 #[derive(Default)]
 struct Column {
     text: Vec<u8>,
+    lower: Vec<u8>,
     starts: Vec<(usize, i64)>,
 }
 
 impl Column {
     /// The column's values of at least `shortest` bytes (shorter ones cannot hold a
     /// literal), replacing the previous column's (the buffers are reused).
-    fn fill(&mut self, view: &StringArrayView, shortest: usize) {
+    fn fill(&mut self, view: &StringArrayView, shortest: usize, cased: bool, caseless: bool) {
         self.text.clear();
+        self.lower.clear();
         self.starts.clear();
+        let mut offset = 0;
         for row in 0..view.len() {
             if let Some(value) = view.value(row) {
                 if value.len() >= shortest {
-                    self.starts.push((self.text.len(), row as i64));
-                    self.text.extend_from_slice(value);
-                    self.text.push(SEPARATOR);
+                    self.starts.push((offset, row as i64));
+                    offset += value.len() + 1;
+                    if cased {
+                        self.text.extend_from_slice(value);
+                        self.text.push(SEPARATOR);
+                    }
+                    if caseless {
+                        self.lower.extend(value.iter().map(u8::to_ascii_lowercase));
+                        self.lower.push(SEPARATOR);
+                    }
                 }
             }
         }
@@ -139,8 +165,10 @@ impl KeywordScanner {
         let found = py.detach(|| {
             let mut found = Vec::new();
             let mut column = Column::default();
+            let cased = self.passes.iter().any(|pass| !pass.caseless);
+            let caseless = self.passes.iter().any(|pass| pass.caseless);
             for (index, view) in views.iter().enumerate() {
-                column.fill(view, self.shortest);
+                column.fill(view, self.shortest, cased, caseless);
                 for pass in &self.passes {
                     pass.search(&column, index as i64, &mut found);
                 }

@@ -167,7 +167,7 @@ class BatchKeywordScanner:
     scanning a column's buffer may report a match spanning two adjacent values, and which
     values are adjacent depends on the row subset scanned.
 
-    The search is Hyperscan's, or without it the native module's (see
+    The search is the native module's, or without it Hyperscan's (see
     :class:`_SelectorDatabase`); :meth:`build` gives None without either (each selector's
     :class:`KeywordPrefilter` then searches with Polars).
     """
@@ -222,9 +222,12 @@ class _SelectorDatabase:
     ``lengths[i]`` and is a literal of selector (row of the hit matrix) ``k`` where
     ``members[i, k]``.
 
-    Two ways to search, the same rows: with Hyperscan, each column is converted to
-    ``large_string`` and scanned; without it, the native module's :class:`KeywordScanner`
-    searches (no GIL, all selectors at once).
+    Two ways to search, the same rows: the native module's ``KeywordScanner`` (no GIL, all
+    selectors at once, no conversion), else Hyperscan, each column converted to
+    ``large_string`` and scanned. Why native first: Hyperscan's scans are fast, but the
+    conversions were not; over 100,000 packed EVTX records (~1,400 columns of 8,000 rows,
+    every one scanned for SigmaHQ's "Mimikatz Use") the hunting thread spent 0.16-0.19 s
+    in that path and 0.11-0.14 s in the native one (bench/RESULTS.md, session 7).
     """
 
     def __init__(self, database: Any, scanner: Any, lengths: np.ndarray, members: np.ndarray) -> None:
@@ -252,11 +255,11 @@ class _SelectorDatabase:
         for i, ks in enumerate(owners):
             members[i, ks] = True
         lengths = np.asarray([len(literal.encode("utf-8")) for literal, _ in index], dtype=np.int64)
-        if _hyperscan_on() and engine != "native":
+        module = native()
+        if engine == "hyperscan" or (engine == "auto" and module is None):
             database = cached_database([_literal_pattern(literal) for literal, _ in index],
                                        [_hyperscan_flag(caseless) for _, caseless in index])
             return cls(database, None, lengths, members)
-        module = native()
         assert module is not None, "BatchKeywordScanner.build checks for Hyperscan or the native module"
         return cls(None, module.KeywordScanner(list(index)), lengths, members)
 
