@@ -67,6 +67,9 @@ def _frame(height: int, seed: int) -> pl.DataFrame:
         "CommandLine": column(),
         "Notes": column(),
         "Sparse": [rng.choice(VALUES) if row % 10 == 1 else None for row in range(height)],
+        # Only ASCII text: only the search for ASCII literals can name this column (the
+        # other columns hold non-ASCII text, which the Unicode-folded search names anyway).
+        "Ascii": [rng.choice([v for v in VALUES if v.isascii()]) if row % 3 == 1 else None for row in range(height)],
         "Empty": pl.Series([None] * height, dtype=pl.String),
     })
 
