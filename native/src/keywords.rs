@@ -99,22 +99,23 @@ impl Column {
         self.text.clear();
         self.lower.clear();
         self.starts.clear();
-        let mut offset = 0;
         for row in 0..view.len() {
             if let Some(value) = view.value(row) {
                 if value.len() >= shortest {
-                    self.starts.push((offset, row as i64));
-                    offset += value.len() + 1;
-                    if cased {
-                        self.text.extend_from_slice(value);
-                        self.text.push(SEPARATOR);
-                    }
-                    if caseless {
-                        self.lower.extend(value.iter().map(u8::to_ascii_lowercase));
-                        self.lower.push(SEPARATOR);
-                    }
+                    self.starts.push((self.text.len(), row as i64));
+                    self.text.extend_from_slice(value);
+                    self.text.push(SEPARATOR);
                 }
             }
+        }
+        if caseless {
+            // One pass over the whole buffer (vectorised), not a byte map per value.
+            if cased {
+                self.lower.extend_from_slice(&self.text);
+            } else {
+                std::mem::swap(&mut self.lower, &mut self.text);
+            }
+            self.lower.make_ascii_lowercase();
         }
     }
 }
