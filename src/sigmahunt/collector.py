@@ -5,9 +5,10 @@ long-lived objects in a burst, and CPython starts a full collection whenever the
 that survived since the last one reach a quarter of those that survived it. A CLI start
 made four such collections, each walking everything built so far (0.06-0.10 s apiece,
 ~0.3 s of a ~2 s start), and the hunt then ran its own full collection before freezing the
-plan (``hunting._rule_plan_frozen``). What is built here is kept, not garbage, and what is
-dropped has no cycles (JSON documents, scratch lists): reference counting frees it with
-the collector paused, so the one collection before the hunt finds what a walk would.
+plan (``hunting._rule_plan_frozen``). What is built here is kept, not garbage; what is
+dropped (JSON documents, scratch lists) reference counting frees with the collector
+paused, and a cycle among it would only wait for the next collection, which every hunt
+makes before freezing the plan.
 """
 
 from __future__ import annotations

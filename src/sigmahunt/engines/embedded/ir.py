@@ -11,10 +11,10 @@ cached as JSON and shipped to Spark executors; nothing is pickled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from collections.abc import Sequence
 from typing import Any
 
 

@@ -9,7 +9,9 @@ Why Hyperscan: it scans an Arrow string column's data buffer in place (no copy, 
 per row) at ~2 GB/s per core for a set of literals with ASCII case folding, reporting
 match end offsets that map back to rows through the Arrow offsets. Polars'
 ``str.contains_any`` does the same at ~0.4 GB/s. Where the ``hyperscan`` wheel is missing
-the Polars path is used: same rows, slower.
+the Polars path is used: same rows, slower. The one scan of a batch's columns for all
+selectors (:class:`BatchKeywordScanner`) prefers the native module's scanner, which needs
+no conversion of the columns (see :class:`_SelectorDatabase`).
 
 A prefilter must be a superset: a match that spans two adjacent values only adds a
 candidate (the exact test rejects it), and the only characters whose lowercase form is
