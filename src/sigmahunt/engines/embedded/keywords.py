@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -390,9 +391,8 @@ class RawKeywordPrefilter:
 
     def __init__(self, patterns: Sequence[bytes]) -> None:
         self.patterns = sorted(set(patterns))
-        self._scanner: KeywordPrefilter | None = None
-        self._compiled = False
 
+    @cached_property
     def _hyperscan_scanner(self) -> KeywordPrefilter | None:
         """The patterns' Hyperscan database, compiled on first use (None: Polars scans).
 
@@ -400,16 +400,14 @@ class RawKeywordPrefilter:
         raw lines for every selector at once, so these databases serve only rows it did not
         see; compiling all selectors' up front cost every hunt ~0.04 s, EVTX ones for nothing.
         """
-        if not self._compiled:
-            self._compiled = True
-            if _hyperscan_on():
-                try:
-                    scanner = KeywordPrefilter((), ())
-                    scanner._database = _compile_raw(self.patterns)
-                    self._scanner = scanner
-                except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
-                    self._scanner = None
-        return self._scanner
+        if not _hyperscan_on():
+            return None
+        scanner = KeywordPrefilter((), ())
+        try:
+            scanner._database = _compile_raw(self.patterns)
+        except hyperscan.error:  # a pattern Hyperscan refuses: Polars scans, same rows
+            return None
+        return scanner
 
     @classmethod
     def of(cls, folded: Sequence[str], cased: Sequence[str]) -> RawKeywordPrefilter | None:
@@ -419,7 +417,7 @@ class RawKeywordPrefilter:
         return cls([p for p in patterns if p is not None])
 
     def candidate_rows(self, raw: pl.Series, height: int) -> np.ndarray:
-        scanner = self._hyperscan_scanner()
+        scanner = self._hyperscan_scanner
         if scanner is not None:
             return scanner.candidate_rows([raw], height)
         literal = "(?i-u:" + "|".join(p.decode() for p in self.patterns) + ")"
