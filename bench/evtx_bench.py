@@ -431,6 +431,7 @@ def evaluate_only(files: Sequence[Path], prepared: PreparedRules) -> dict[str, A
         # Built inside, as run_hunt builds it: built outside, its allocations set off a
         # full collection that walked the whole unfrozen plan (~0.1 s) before the freeze.
         evaluator = BatchEvaluator(prepared.plan())
+        evaluator.start_preparing()
         for item in read_logs(list(files), batch_size=BATCH_ROWS, projection=hunt_projection(evaluator)):
             if isinstance(item, EventBatch):
                 events += len(item)

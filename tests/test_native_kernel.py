@@ -279,3 +279,35 @@ def test_security_datasets_with_every_windows_rule(monkeypatch: pytest.MonkeyPat
         assert got == reference
         detections += sum(len(rows) for rows in got.values())
     assert detections > 100
+
+
+@pytest.mark.parametrize("native_mode", ["on", "off"])
+def test_evaluator_prepared_in_a_thread_gives_the_same_rows(native_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start_preparing`` builds the work tables and kernel while a hunt starts reading;
+    the rows are those of an evaluator that built them on its first batch."""
+    monkeypatch.setenv("SIGMAHUNT_CACHE_DIR", "off")
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", native_mode)
+    rules = [compile_yaml(r) for r in RULES]
+    frame = frame_of([e for e in EVENTS if "Tas\u212a" not in e["Channel"]])
+    ahead = BatchEvaluator(RuleSetPlan.build(rules))
+    ahead.start_preparing()
+    assert ahead._preparing is not None
+    ahead._preparing.join()
+    assert "_work" in vars(ahead)  # built by the thread, not by the batch
+    assert (ahead._kernel is not None) == (native_mode == "on")
+    assert _rows(ahead.evaluate(frame)) == _rows(BatchEvaluator(RuleSetPlan.build(rules)).evaluate(frame))
+    assert ahead._preparing is None
+
+
+def test_an_error_preparing_in_the_thread_is_raised_by_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sigmahunt.engines.embedded import evaluator as evaluator_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("kernel build failed")
+
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", "on")
+    monkeypatch.setattr(evaluator_module.NativeKernel, "build", broken)
+    evaluator = BatchEvaluator(RuleSetPlan.build([compile_yaml(r) for r in RULES]))
+    evaluator.start_preparing()
+    with pytest.raises(RuntimeError, match="kernel build failed"):
+        evaluator.evaluate(frame_of(EVENTS[:2]))

@@ -403,3 +403,40 @@ def test_collector_paused_restores_what_it_found() -> None:
         assert not gc.isenabled()  # a caller's own pause is kept
     finally:
         gc.enable()
+
+
+def test_a_hunt_freezes_the_plan_and_loses_no_garbage(tmp_path: Path) -> None:
+    """``_rule_plan_frozen`` collects only the young generations before freezing (a full
+    collection walks the whole rule set on every hunt); a cycle that was already old is
+    frozen with the rest and collected once the hunt has ended."""
+    import gc
+    import weakref
+
+    from sigmahunt.hunting import _rule_plan_frozen
+
+    class Node:
+        other: Any = None
+
+    prepared = prepare_rules([EXAMPLES / "rules"], cache_dir=tmp_path)
+    prepared.plan()
+    gc.disable()  # no automatic collection may decide the test
+    try:
+        old = Node()
+        old.other = old
+        gone_old = weakref.ref(old)
+        gc.collect()  # `old`, still named, survives into the oldest generation
+        del old  # an unreachable cycle there
+        young = Node()
+        young.other = young
+        gone_young = weakref.ref(young)
+        del young  # an unreachable cycle in the youngest generation
+        assert gone_old() is not None and gone_young() is not None
+        with _rule_plan_frozen(prepared):
+            assert gc.get_freeze_count() > 0
+            assert gone_young() is None  # collected before the freeze
+            assert gone_old() is not None  # frozen, not lost...
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert gone_old() is None  # ...collected after the hunt
+    finally:
+        gc.enable()

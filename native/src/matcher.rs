@@ -22,7 +22,7 @@ use memchr::memmem;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyCapsule};
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::arrow_view::StringArrayView;
 use crate::fast_map::FastMap;
@@ -154,7 +154,7 @@ impl Scans {
             if hint.as_ref().is_some_and(|h| h.find(bytes).is_none()) {
                 continue;
             }
-            if pattern.is_match(value) {
+            if pattern.is_match(bytes) {
                 found.push(*pid);
             }
         }
@@ -176,12 +176,41 @@ fn compile_globs(globs: Vec<(u32, String, Option<String>)>) -> Result<Vec<Glob>,
 fn compile_all(patterns: Vec<(u32, String)>) -> Result<Vec<(u32, Regex)>, String> {
     patterns
         .into_iter()
-        .map(|(pid, source)| {
-            Regex::new(&source)
-                .map(|re| (pid, re))
-                .map_err(|e| format!("regex {source:?}: {e}"))
-        })
+        .map(|(pid, source)| compile(&source).map(|re| (pid, re)).map_err(|e| format!("regex {source:?}: {e}")))
         .collect()
+}
+
+/// One regex for ASCII values: compiled with Unicode off when that cannot change an answer.
+///
+/// Why: Unicode classes make large automata. SigmaHQ's `-k\s\w{1,64}...` took 20 ms to
+/// compile, its 161 Windows regexes 40-51 ms, all of it on a hunt's first batch; without
+/// Unicode they take 6 ms (bench/RESULTS.md, session 8). The same answers: only ASCII
+/// values reach this matcher, and for an ASCII pattern over an ASCII value the two modes
+/// agree: `\w`, `\d`, `\s`, `\b` and `.` restricted to ASCII are their ASCII forms, and
+/// case folding relates an ASCII letter to other ASCII letters only (its non-ASCII
+/// relatives, such as U+212A KELVIN SIGN for `k`, never occur in an ASCII value). A pattern
+/// with a non-ASCII character, or one written as an escape (`\x{212A}`, `\u212A`), which
+/// (?i) could fold onto an ASCII letter, is compiled with Unicode; so is any pattern the
+/// ASCII mode refuses (`\p{..}`).
+fn compile(source: &str) -> Result<Regex, regex::Error> {
+    if source.is_ascii() && !escapes_a_codepoint(source) {
+        if let Ok(re) = RegexBuilder::new(source).unicode(false).build() {
+            return Ok(re);
+        }
+    }
+    Regex::new(source)
+}
+
+/// Whether a pattern names a character by its code (`\x..`, `\u..`, `\U..`, any value).
+fn escapes_a_codepoint(source: &str) -> bool {
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        // The character after a backslash is consumed here, so `\\u` (a backslash, then u) is no escape.
+        if c == '\\' && matches!(chars.next(), Some('x' | 'u' | 'U')) {
+            return true;
+        }
+    }
+    false
 }
 
 /// One field's predicates, compiled (see the module docs); built by `ValueMatcher`.
@@ -206,7 +235,7 @@ impl FieldMatcher {
         let text = unsafe { std::str::from_utf8_unchecked(value) };
         let mut found: Vec<u32> = self.any_value.clone();
         for (pid, pattern) in &self.regexes {
-            if pattern.is_match(text) {
+            if pattern.is_match(value) {
                 found.push(*pid);
             }
         }

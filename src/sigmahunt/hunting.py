@@ -185,6 +185,7 @@ def run_hunt(
                             workers=worker_total, event_filter=event_filter, local=local)
         else:
             evaluator = BatchEvaluator(prepared.plan())
+            evaluator.start_preparing()  # built while the first batch is read
             projection = hunt_projection(evaluator)
             for frame in _hunted_batches(logs, event_store, summary, format_in, progress, projection):
                 summary.events_read += frame.height
@@ -219,9 +220,14 @@ def _rule_plan_frozen(prepared: PreparedRules) -> Iterator[None]:
     hunt's allocations trigger would walk them all again (~10% of a hunt with many
     detections). ``gc.freeze`` moves what exists now out of the collector's sight;
     ``unfreeze`` gives it back afterwards, so a long-running caller loses nothing.
+
+    Only the young generations are collected before freezing: a full collection walks the
+    whole rule set (~270,000 tracked objects with SigmaHQ's Windows rules, ~0.14 s) on
+    every hunt. Garbage already in the oldest generation is frozen with the rest and
+    collected after the hunt, at the first full collection after ``unfreeze``.
     """
     prepared.plan()
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
     try:
         yield

@@ -20,9 +20,11 @@ here answers what the kernel leaves to it and stays the reference (``_evaluate_p
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -254,20 +256,61 @@ class BatchEvaluator:
         self.chunk_keyword_scanner = ChunkKeywordScanner.build(self._raw_keyword_prefilters)
         #: Column keyword candidates for all selectors at once (None without Hyperscan).
         self._batch_keyword_scanner = BatchKeywordScanner.build(self._keyword_prefilters)
-        self._work = _Work.build(plan)
         self._native_module = native()
         self._kernel: NativeKernel | None = None
+        self._preparing: threading.Thread | None = None
+        self._preparing_error: BaseException | None = None
+
+    @cached_property
+    def _work(self) -> _Work:
+        """The per-rule work tables: built on first use, or by :meth:`start_preparing`."""
+        return _Work.build(self.plan)
+
+    def start_preparing(self) -> None:
+        """Build the work tables and the native kernel in a thread, from now on.
+
+        Why: with SigmaHQ's Windows rules they take ~0.08 s, which a hunt would otherwise
+        spend before it starts reading. A hunt calls this first; the reader parses its first
+        batch meanwhile, natively and mostly without the GIL (bench/RESULTS.md, session 8).
+        :meth:`evaluate` waits for the thread and raises what it raised.
+        """
+        if self._preparing is None and self._kernel is None:
+            self._preparing = threading.Thread(target=self._prepare, name="sigmahunt-evaluator-prepare",
+                                               daemon=True)
+            self._preparing.start()
+
+    def _prepare(self) -> None:
+        try:
+            self._native_kernel()
+        except BaseException as exc:  # handed to the evaluating thread by _prepared
+            self._preparing_error = exc
+
+    def _prepared(self) -> None:
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
+            error, self._preparing_error = self._preparing_error, None
+            if error is not None:
+                raise error
+
+    def _native_kernel(self) -> NativeKernel | None:
+        if self._native_module is None:
+            self._work  # noqa: B018 - the Python path's tables, built here on purpose
+            return None
+        if self._kernel is None:
+            self._kernel = NativeKernel.build(self._native_module, self.plan, self._work,
+                                              sorted(self._raw_keyword_prefilters))
+        return self._kernel
 
     def evaluate(self, frame: pl.DataFrame) -> dict[int, np.ndarray]:
         """Rule index -> sorted row indices of the batch that the rule detects."""
         if frame.height == 0:
             return {}
+        self._prepared()
         columns = _ColumnIndex(frame)
-        if self._native_module is not None:
-            if self._kernel is None:
-                self._kernel = NativeKernel.build(self._native_module, self.plan, self._work,
-                                                  sorted(self._raw_keyword_prefilters))
-            hits = self._kernel.evaluate(self, columns, frame.height >= NATIVE_MIN_ROWS)
+        kernel = self._native_kernel()
+        if kernel is not None:
+            hits = kernel.evaluate(self, columns, frame.height >= NATIVE_MIN_ROWS)
             if hits is not None:
                 return hits
         return self._evaluate_python(columns)
