@@ -216,3 +216,15 @@ def test_invalid_utf8_anywhere_in_a_chunk_takes_the_per_record_path(tmp_path: Pa
     frame = _frame(path, Projection.of(["EventID"]))
     assert RAW_COL not in frame.columns  # declined: every field, read record by record
     assert frame.get_column("Notes").to_list() == ["caf\ufffd", None]
+
+
+def test_provenance_columns_are_in_record_provenance_order() -> None:
+    """The collector passes PROVENANCE's columns to ``record_provenance`` by position."""
+    import inspect
+
+    from sigmahunt.hunting import PROVENANCE
+    from sigmahunt.results import COLUMNS, record_provenance
+
+    names = tuple(inspect.signature(record_provenance).parameters)
+    assert tuple(PROVENANCE.values()) == names
+    assert tuple(record_provenance(*names)) == names == COLUMNS[7:14]
