@@ -228,3 +228,21 @@ def test_provenance_columns_are_in_record_provenance_order() -> None:
     names = tuple(inspect.signature(record_provenance).parameters)
     assert tuple(PROVENANCE.values()) == names
     assert tuple(record_provenance(*names)) == names == COLUMNS[7:14]
+
+
+def test_a_raw_line_that_cannot_be_reread_keeps_its_projected_fields(log_file: Path) -> None:
+    """``complete_records`` re-reads each projected row's raw line; a line it cannot decode
+    (Polars read it, so this should not happen) gives the row's projected fields, not a
+    lost event, and only the raw columns are left out."""
+    from sigmahunt.ingest import complete_records
+
+    projected = _frame(log_file, Projection.of(["EventID"]))
+    full = _frame(log_file, None)
+    broken = projected.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("{not json")).otherwise(pl.col(RAW_COL)).alias(RAW_COL))
+    records = complete_records(broken)
+    assert records[0] == {k: v for k, v in full.row(0, named=True).items() if v is not None}
+    kept = {k: v for k, v in projected.row(1, named=True).items()
+            if v is not None and k not in (RAW_COL, RAW_HITS_COL)}
+    assert records[1] == kept and "EventID" in kept and len(kept) < len(records[0])
+    assert records[2:] == complete_records(projected)[2:]
