@@ -9,8 +9,9 @@
 //!
 //! Exactness: only ASCII values are matched here. For them Python's `str.lower()` is
 //! `to_ascii_lowercase`, and Rust's `regex` crate is the engine the Python path runs
-//! regexes in (Polars), so the answers are the same by construction. Any value with a
-//! non-ASCII byte is handed back (with its rows) for the Python matcher: Unicode case
+//! regexes in (Polars), so the answers are the same by construction (a regex is compiled
+//! here without Unicode only where that cannot change an answer: see `compile`). Any value
+//! with a non-ASCII byte is handed back (with its rows) for the Python matcher: Unicode case
 //! folding then stays Python's own. Fields with cidr / numeric / time-part tests never
 //! come here (the Python side decides).
 

@@ -69,8 +69,9 @@ def detection_records(
     :func:`record_provenance`) it detects; each record has lists of its own.
 
     Why one loop per rule, with its parts worked out once: a noisy rule set makes hundreds
-    of thousands of records (the packed EVTX benchmark's 141,724), and building each one
-    key by key through a ``Detection`` was a third of their cost (bench/RESULTS.md, session 8).
+    of thousands of records (the packed EVTX benchmark's 141,724), each once built key by
+    key through a ``Detection``; this is a little faster (bench/RESULTS.md, session 8) and
+    keeps one definition of a record for every engine (``Detection.to_record`` uses it).
     """
     head = {"rule_id": rule.rule_id, "rule_title": rule.title, "level": rule.level, "status": rule.status}
     tags, techniques, tactics, path = tuple(rule.tags), rule.techniques, rule.tactics, rule.path
