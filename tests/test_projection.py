@@ -218,8 +218,9 @@ def test_invalid_utf8_anywhere_in_a_chunk_takes_the_per_record_path(tmp_path: Pa
     assert frame.get_column("Notes").to_list() == ["caf\ufffd", None]
 
 
-def test_provenance_columns_are_in_record_provenance_order() -> None:
-    """The collector passes PROVENANCE's columns to ``record_provenance`` by position."""
+def test_provenance_columns_are_record_provenance_arguments() -> None:
+    """The collector passes PROVENANCE's targets to ``record_provenance`` by name, and the
+    record keeps them in that order."""
     import inspect
 
     from sigmahunt.hunting import PROVENANCE

@@ -29,8 +29,8 @@ from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
 from sigmahunt.store import EventStore, file_digest
 
-#: Provenance columns of a stored event and the detection fields they fill (in
-#: ``record_provenance``'s argument order, which the collector passes them in).
+#: Provenance columns of a stored event and the detection fields they fill (the names of
+#: ``record_provenance``'s arguments).
 PROVENANCE = {
     "_timestamp": "timestamp",
     "Computer": "computer",
@@ -96,7 +96,8 @@ class DetectionCollector:
         if not hits:
             return 0
         rows = np.unique(np.concatenate(list(hits.values())))
-        events = _row_events(frame, rows)
+        events = {row: (fields, record_provenance(**provenance))
+                  for row, (fields, provenance) in _row_events(frame, rows).items()}
         before = len(self.records)
         for rule_index in sorted(hits):
             self.records.extend(detection_records(
@@ -118,7 +119,7 @@ def _row_events(frame: pl.DataFrame, rows: np.ndarray) -> dict[int, tuple[dict[s
     for row, record in zip(rows.tolist(), records):
         # Sorted keys: the same event gives byte-identical output whatever batch it was in.
         fields = {k: record[k] for k in sorted(record) if record[k] is not None and not k.startswith("_")}
-        out[row] = (fields, record_provenance(*(record.get(column) for column in PROVENANCE)))
+        out[row] = (fields, {target: record.get(column) for column, target in PROVENANCE.items()})
     return out
 
 
@@ -138,8 +139,10 @@ def _complete_row_events(hit: pl.DataFrame) -> list[tuple[dict[str, Any], dict[s
             for row, value in zip(column.is_not_null().arg_true().to_list(), column.drop_nulls().to_list(),
                                   strict=True):
                 fields[row][name] = value
+    targets = list(PROVENANCE.values())
     columns = [hit.get_column(c).to_list() if c in hit.columns else [None] * hit.height for c in PROVENANCE]
-    return [(record, record_provenance(*values)) for record, values in zip(fields, zip(*columns), strict=True)]
+    return [(record, dict(zip(targets, values, strict=True)))
+            for record, values in zip(fields, zip(*columns), strict=True)]
 
 
 def run_hunt(
