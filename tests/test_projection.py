@@ -218,19 +218,6 @@ def test_invalid_utf8_anywhere_in_a_chunk_takes_the_per_record_path(tmp_path: Pa
     assert frame.get_column("Notes").to_list() == ["caf\ufffd", None]
 
 
-def test_provenance_columns_are_record_provenance_arguments() -> None:
-    """The collector passes PROVENANCE's targets to ``record_provenance`` by name, and the
-    record keeps them in that order."""
-    import inspect
-
-    from sigmahunt.hunting import PROVENANCE
-    from sigmahunt.results import COLUMNS, record_provenance
-
-    names = tuple(inspect.signature(record_provenance).parameters)
-    assert tuple(PROVENANCE.values()) == names
-    assert tuple(record_provenance(*names)) == names == COLUMNS[7:14]
-
-
 def test_a_raw_line_that_cannot_be_reread_keeps_its_projected_fields(log_file: Path) -> None:
     """``complete_records`` re-reads each projected row's raw line; a line it cannot decode
     (Polars read it, so this should not happen) gives the row's projected fields, not a

@@ -24,13 +24,12 @@ from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
 from sigmahunt.ingest import RAW_COL, EventBatch, Projection, Unreadable, complete_records, read_logs
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
-from sigmahunt.results import HuntSummary, detection_records, level_counts, record_provenance, to_dataframe
+from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
 from sigmahunt.rules.prepare import PreparedRules, RuleSelection, prepare_rules
 from sigmahunt.store import EventStore, file_digest
 
-#: Provenance columns of a stored event and the detection fields they fill (the names of
-#: ``record_provenance``'s arguments).
+#: Provenance columns of a stored event and the detection fields they fill.
 PROVENANCE = {
     "_timestamp": "timestamp",
     "Computer": "computer",
@@ -96,12 +95,14 @@ class DetectionCollector:
         if not hits:
             return 0
         rows = np.unique(np.concatenate(list(hits.values())))
-        events = {row: (fields, record_provenance(**provenance))
-                  for row, (fields, provenance) in _row_events(frame, rows).items()}
+        events = _row_events(frame, rows)
         before = len(self.records)
         for rule_index in sorted(hits):
-            self.records.extend(detection_records(
-                self.rules[rule_index].meta, [events[row] for row in hits[rule_index].tolist()]))
+            meta = self.rules[rule_index].meta
+            for row in hits[rule_index]:
+                fields, provenance = events[int(row)]
+                detection = Detection(rule=meta, event=fields, **provenance)
+                self.records.append(detection.to_record())
         return len(self.records) - before
 
 
@@ -119,30 +120,27 @@ def _row_events(frame: pl.DataFrame, rows: np.ndarray) -> dict[int, tuple[dict[s
     for row, record in zip(rows.tolist(), records):
         # Sorted keys: the same event gives byte-identical output whatever batch it was in.
         fields = {k: record[k] for k in sorted(record) if record[k] is not None and not k.startswith("_")}
-        out[row] = (fields, {target: record.get(column) for column, target in PROVENANCE.items()})
+        provenance = {target: record.get(column) for column, target in PROVENANCE.items()}
+        out[row] = (fields, provenance)
     return out
 
 
 def _complete_row_events(hit: pl.DataFrame) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``_row_events``' records for rows whose columns hold every field (no raw line to
-    re-read: EVTX, stores), built column by column with the names sorted once, each column
-    visiting only its rows with a value: a hunt with many detections (noisy rules, the
-    packed EVTX benchmark's 141,724) spent most of its record time sorting and filtering a
-    dict per row, then visiting the nulls of wide sparse batches (~110 columns, ~35 set)."""
+    re-read: EVTX, stores), built column by column with the names sorted once: a hunt with
+    many detections (noisy rules, the packed EVTX benchmark's 141,724) spent most of its
+    record time sorting and filtering a dict per row."""
     fields: list[dict[str, Any]] = [{} for _ in range(hit.height)]
     for name in sorted(n for n in hit.columns if not n.startswith("_")):
-        column = hit.get_column(name)
-        if column.null_count() == 0:
-            for record, value in zip(fields, column.to_list(), strict=True):
+        for record, value in zip(fields, hit.get_column(name).to_list(), strict=True):
+            if value is not None:
                 record[name] = value
-        else:
-            for row, value in zip(column.is_not_null().arg_true().to_list(), column.drop_nulls().to_list(),
-                                  strict=True):
-                fields[row][name] = value
-    targets = list(PROVENANCE.values())
-    columns = [hit.get_column(c).to_list() if c in hit.columns else [None] * hit.height for c in PROVENANCE]
-    return [(record, dict(zip(targets, values, strict=True)))
-            for record, values in zip(fields, zip(*columns), strict=True)]
+    provenance: list[dict[str, Any]] = [{} for _ in range(hit.height)]
+    for column, target in PROVENANCE.items():
+        values = hit.get_column(column).to_list() if column in hit.columns else [None] * hit.height
+        for record, value in zip(provenance, values, strict=True):
+            record[target] = value
+    return list(zip(fields, provenance, strict=True))
 
 
 def run_hunt(

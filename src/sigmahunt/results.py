@@ -10,7 +10,7 @@ import io
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,37 +47,26 @@ class Detection:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        provenance = record_provenance(self.timestamp, self.computer, self.channel, self.event_id, self.source,
-                                       self.record_id, self.position)
-        record = next(detection_records(self.rule, [(self.event, provenance)]))
+        record = {
+            "rule_id": self.rule.rule_id,
+            "rule_title": self.rule.title,
+            "level": self.rule.level,
+            "status": self.rule.status,
+            "tags": list(self.rule.tags),
+            "techniques": self.rule.techniques,
+            "tactics": self.rule.tactics,
+            "timestamp": self.timestamp,
+            "computer": self.computer,
+            "channel": self.channel,
+            "event_id": _as_int(self.event_id),
+            "source": self.source,
+            "record_id": _as_int(self.record_id),
+            "position": self.position,
+            "rule_path": self.rule.path,
+            "event": self.event,
+        }
         record.update(self.extra)
         return record
-
-
-def record_provenance(timestamp: str | None, computer: str | None, channel: str | None, event_id: str | None,
-                      source: str | None, record_id: str | None, position: str | None) -> dict[str, Any]:
-    """Where a detected event comes from, as :func:`detection_records` takes it (one dict
-    per event, shared by every rule that detects it)."""
-    return {"timestamp": timestamp, "computer": computer, "channel": channel, "event_id": _as_int(event_id),
-            "source": source, "record_id": _as_int(record_id), "position": position}
-
-
-def detection_records(
-    rule: RuleMeta, detected: Iterable[tuple[dict[str, Any], dict[str, Any]]]
-) -> Iterator[dict[str, Any]]:
-    """One rule's records (keys in :data:`COLUMNS` order), one per (event fields,
-    :func:`record_provenance`) it detects; each record has lists of its own.
-
-    Why one loop per rule, with its parts worked out once: a noisy rule set makes hundreds
-    of thousands of records (the packed EVTX benchmark's 141,724), each once built key by
-    key through a ``Detection``; this is a little faster (bench/RESULTS.md, session 8) and
-    keeps one definition of a record for every engine (``Detection.to_record`` uses it).
-    """
-    head = {"rule_id": rule.rule_id, "rule_title": rule.title, "level": rule.level, "status": rule.status}
-    tags, techniques, tactics, path = tuple(rule.tags), rule.techniques, rule.tactics, rule.path
-    for event, provenance in detected:
-        yield {**head, "tags": list(tags), "techniques": list(techniques), "tactics": list(tactics), **provenance,
-               "rule_path": path, "event": event}
 
 
 def _as_int(value: str | None) -> int | str | None:
