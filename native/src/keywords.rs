@@ -34,7 +34,8 @@ const SEPARATOR: u8 = 0;
 /// (`Column::lower`), case-sensitively: the same positions as an ASCII case-insensitive
 /// search, but the automaton then keeps its SIMD prefilter (Teddy), which the crate drops
 /// for `ascii_case_insensitive` ones. Measured on 100,000 packed EVTX records (all SigmaHQ
-/// keyword selectors): the scan took 0.22 s of the hunting thread case-insensitively.
+/// keyword selectors): the scan took 0.20-0.23 s of the hunting thread case-insensitively,
+/// 0.11-0.14 s this way (bench/RESULTS.md, session 7).
 struct Pass {
     find: AhoCorasick,
     every: AhoCorasick,

@@ -4,11 +4,11 @@ Why: loading the cached rule set and laying out its plan create a few hundred th
 long-lived objects in a burst, and CPython starts a full collection whenever the objects
 that survived since the last one reach a quarter of those that survived it. A CLI start
 made four such collections, each walking everything built so far (0.06-0.10 s apiece,
-~0.3 s of a ~2 s start), and the hunt then ran its own full collection before freezing the
-plan (``hunting._rule_plan_frozen``). What is built here is kept, not garbage; what is
-dropped (JSON documents, scratch lists) reference counting frees with the collector
-paused, and a cycle among it would only wait for the next collection, which every hunt
-makes before freezing the plan.
+~0.3 s of a ~2 s start). What is built here is kept, not garbage; what is dropped (JSON
+documents, scratch lists) reference counting frees with the collector paused, and a cycle
+among it stays in the youngest generation (nothing is promoted while paused) until the
+next collection of it: the one every hunt makes before freezing the plan
+(``hunting._rule_plan_frozen``) at the latest.
 """
 
 from __future__ import annotations

@@ -78,9 +78,9 @@ class Predicate:
 # Boolean tree nodes: (op, payload), AND/OR payloads a tuple of children. Tuples, not
 # lists: a tuple holding only ints, bools and such tuples is dropped from the garbage
 # collector's lists once its items are (a nesting level per collection). SigmaHQ's
-# Windows rules and their plan hold ~185,000 nodes, every one of which the full
-# collection before each hunt (hunting._rule_plan_frozen) walked as a list; as tuples,
-# 44,602 are still tracked after one collection, 26,122 after two. Serialised as JSON
+# Windows rules and their plan hold ~185,000 nodes, every one of which each full
+# collection walked as a list; as tuples, 44,602 are still tracked after one collection,
+# 26,122 after two. Serialised as JSON
 # arrays; :func:`expr_from_json` reads them back.
 AND, OR, NOT, PRED, CONST = 0, 1, 2, 3, 4
 Expr = tuple[Any, ...]
