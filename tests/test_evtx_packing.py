@@ -226,6 +226,30 @@ def test_packer_rejects_an_empty_limit() -> None:
         evtx_reader.EvtxPacker(0)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_chunk_seen_ids_behave_as_a_set(seed: int) -> None:
+    """``ChunkInfo`` keeps an in-order run plus a set; marking ids in any order (gaps
+    closed later, ids past the run) answers ``has_seen`` exactly as a plain set would."""
+    import random
+
+    rng = random.Random(seed)
+    chunk = evtx_reader.ChunkInfo(0, first_id=100, last_id=139)
+    order = list(range(100, 140))
+    if seed % 2:
+        rng.shuffle(order)
+    else:  # mostly in order, a few swapped: the common shape of a real file
+        for _ in range(3):
+            i, j = rng.randrange(40), rng.randrange(40)
+            order[i], order[j] = order[j], order[i]
+    reference: set[int] = set()
+    for record_id in order[: rng.randrange(1, 41)]:
+        chunk.mark_seen(record_id)
+        reference.add(record_id)
+        assert chunk.seen_ids() == reference
+        assert all(chunk.has_seen(i) == (i in reference) for i in range(95, 145))
+        assert not any(0 <= i - chunk.first_id < chunk.seen_count for i in chunk.seen)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_ledger_bulk_records_equal_one_by_one(seed: int) -> None:
     """``_Ledger.records`` (native steps, in bulk) == ``record`` per id, on runs with
@@ -252,7 +276,7 @@ def test_ledger_bulk_records_equal_one_by_one(seed: int) -> None:
         message = f"Failed to parse chunk containing record IDs {hit.first_id}..{hit.last_id}: boom"
         one.error(message)
         bulk.error(message)
-    assert [c.seen for c in bulk.chunks] == [c.seen for c in one.chunks]
+    assert [c.seen_ids() for c in bulk.chunks] == [c.seen_ids() for c in one.chunks]
     assert bulk.cursor == one.cursor
 
 

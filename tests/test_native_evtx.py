@@ -248,10 +248,13 @@ def test_rows_added_from_python_build_the_same_frame() -> None:
         rust.add(dict(row))
     mark_python, mark_rust = python.mark(), rust.mark()
     assert mark_python == mark_rust
-    python.add({"d": "gone"})
-    rust.add({"d": "gone"})
+    for builder in (python, rust):
+        builder.add({"d": "gone"})
+        builder.add({"a": "gone too", "b": "a long value rolled back with its row"})
     python.rollback(mark_python)
     rust.rollback(mark_rust)
+    for builder in (python, rust):  # rows after a rollback reuse the rows it freed
+        builder.add({"b": "after", "_source": "s", "_position": "record 4"})
     assert_frame_equal(rust.take(), python.take())
     assert rust.height == 0
 

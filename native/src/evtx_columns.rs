@@ -563,93 +563,95 @@ pub(crate) fn iso_utc(value: &str) -> Option<String> {
 /// (`large_string`): Polars keeps strings as views, and converting a `large_string` array
 /// costs ~11 ns per value (all values, nulls included: ~1.3 us per Sysmon record),
 /// against ~0.2 ns for a `string_view` one, which it adopts as is.
+///
+/// Only the values set are kept while the frame is built, with their rows; the views of
+/// the whole column (nulls included) are laid out once, when the frame is taken. Most
+/// columns of a mixed log are sparse (a third of the cells are set on the SigmaHQ
+/// samples), and writing each column's views row by row (padding nulls up to each value)
+/// missed the cache on nearly every value: ~100 columns of 8,000 16-byte views are 13 MB
+/// per frame. Appending here touches one cache line per column (bench/RESULTS.md,
+/// session 9).
 #[derive(Default)]
 struct ViewColumn {
+    /// The views of the rows set, in row order.
     views: Vec<[u8; 16]>,
+    /// Their rows, increasing.
+    rows: Vec<u32>,
     buffers: Vec<Vec<u8>>,
-    validity: Vec<u8>,
-    nulls: usize,
 }
 
 /// A data buffer is closed past this size (view offsets are 32-bit).
 const VIEW_BUFFER_LIMIT: usize = 1 << 30;
+
+/// The view of a string of at most 12 bytes (length, then the bytes), made in registers
+/// from at most two overlapping loads: a view written byte by byte on the stack and then
+/// read back whole stalled on store forwarding, ~3/4 of the time spent appending values.
+#[inline]
+fn inline_view(bytes: &[u8]) -> u128 {
+    let len = bytes.len();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as u128;
+    // Overlapping loads read the same bytes into the same places, so OR joins them.
+    let data = match len {
+        8..=12 => u64::from_le_bytes(bytes[..8].try_into().unwrap()) as u128 | u32_at(len - 4) << ((len - 4) * 8),
+        4..=7 => u32_at(0) | u32_at(len - 4) << ((len - 4) * 8),
+        _ => bytes.iter().rev().fold(0u128, |acc, &b| acc << 8 | b as u128),
+    };
+    len as u128 | data << 32
+}
 
 /// One column's Arrow buffers, ready to hand to Python: (validity or None when there is
 /// no null, views, data buffers).
 type ColumnParts = (Option<Vec<u8>>, Vec<u8>, Vec<Vec<u8>>);
 
 impl ViewColumn {
-    /// `rows` nulls, with room for `capacity` views: a frame's columns all end
-    /// `frame_rows` long, and growing them by doubling copied each one about twice.
-    fn with_nulls(rows: usize, capacity: usize) -> Self {
-        let mut column = ViewColumn { views: Vec::with_capacity(capacity.max(rows)), ..ViewColumn::default() };
-        column.pad_to(rows);
-        column
+    /// Room for `capacity` values (a frame's rows: reserved, not touched).
+    fn with_capacity(capacity: usize) -> Self {
+        ViewColumn { views: Vec::with_capacity(capacity), rows: Vec::with_capacity(capacity), buffers: Vec::new() }
     }
 
-    fn push_str(&mut self, value: &str) {
+    /// Sets `row` (after every row set so far) to `value`.
+    fn put_str(&mut self, row: usize, value: &str) {
         let bytes = value.as_bytes();
-        let mut view = [0u8; 16];
-        view[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-        if bytes.len() <= 12 {
-            view[4..4 + bytes.len()].copy_from_slice(bytes);
+        let view = if bytes.len() <= 12 {
+            inline_view(bytes)
         } else {
             if self.buffers.last().is_none_or(|b| b.len() + bytes.len() > VIEW_BUFFER_LIMIT) {
                 self.buffers.push(Vec::with_capacity(bytes.len().max(1 << 16)));
             }
             let index = self.buffers.len() - 1;
             let buffer = &mut self.buffers[index];
-            view[4..8].copy_from_slice(&bytes[..4]);
-            view[8..12].copy_from_slice(&(index as u32).to_le_bytes());
-            view[12..16].copy_from_slice(&(buffer.len() as u32).to_le_bytes());
+            let prefix = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+            let view = bytes.len() as u128 | (prefix as u128) << 32 | (index as u128) << 64 | (buffer.len() as u128) << 96;
             buffer.extend_from_slice(bytes);
-        }
-        let row = self.views.len();
-        if row / 8 == self.validity.len() {
-            self.validity.push(0);
-        }
-        self.validity[row / 8] |= 1 << (row % 8);
-        self.views.push(view);
+            view
+        };
+        self.views.push(view.to_le_bytes());
+        self.rows.push(row as u32);
     }
 
-    /// Nulls up to `rows` (fields absent from the last records): zero views, bits 0.
-    fn pad_to(&mut self, rows: usize) {
-        if self.views.len() < rows {
-            self.nulls += rows - self.views.len();
-            self.views.resize(rows, [0; 16]);
-            self.validity.resize(rows.div_ceil(8), 0);
-        }
-    }
-
-    fn push_null(&mut self) {
-        let rows = self.views.len() + 1;
-        self.pad_to(rows);
-    }
-
-    /// Keeps the first `rows` values (a builder rolled back to a mark); the dropped values'
+    /// Drops the values of rows from `rows` on (a builder rolled back to a mark); their
     /// bytes stay unreferenced in the data buffers.
-    fn truncate(&mut self, rows: usize) {
-        if rows >= self.views.len() {
-            return;
-        }
-        for row in rows..self.views.len() {
-            if self.validity[row / 8] & (1 << (row % 8)) == 0 {
-                self.nulls -= 1;
-            }
-        }
-        self.views.truncate(rows);
-        self.validity.truncate(rows.div_ceil(8));
-        if !rows.is_multiple_of(8) {
-            if let Some(last) = self.validity.last_mut() {
-                *last &= (1u8 << (rows % 8)) - 1;
-            }
-        }
+    fn clear_from(&mut self, rows: usize) {
+        let kept = self.rows.partition_point(|&row| (row as usize) < rows);
+        self.views.truncate(kept);
+        self.rows.truncate(kept);
     }
 
-    /// The column's buffers, moved out (no copy: see `buffers::OwnedBuffer`).
-    fn into_parts(self) -> ColumnParts {
-        let validity = if self.nulls == 0 { None } else { Some(self.validity) };
-        (validity, flatten_views(self.views), self.buffers)
+    /// The column's first `height` rows as buffers (moved out, no copy when no row is
+    /// null: see `buffers::OwnedBuffer`).
+    fn into_parts(self, height: usize) -> ColumnParts {
+        debug_assert!(self.rows.last().is_none_or(|&row| (row as usize) < height));
+        if self.views.len() == height {
+            return (None, flatten_views(self.views), self.buffers); // rows are 0..height
+        }
+        let mut views = vec![[0u8; 16]; height];
+        let mut validity = vec![0u8; height.div_ceil(8)];
+        for (&row, view) in self.rows.iter().zip(&self.views) {
+            let row = row as usize;
+            views[row] = *view;
+            validity[row / 8] |= 1 << (row % 8);
+        }
+        (Some(validity), flatten_views(views), self.buffers)
     }
 }
 
@@ -676,7 +678,7 @@ impl Builder {
         let id = self.names.len() as u32;
         self.names.push(name.into());
         self.index.insert(name.into(), id);
-        self.columns.push(ViewColumn::with_nulls(self.height, self.frame_rows));
+        self.columns.push(ViewColumn::with_capacity(self.frame_rows));
         self.in_row.push(0);
         id
     }
@@ -688,7 +690,7 @@ impl Builder {
         self.columns.truncate(width);
         self.in_row.truncate(width);
         for column in &mut self.columns {
-            column.truncate(height);
+            column.clear_from(height);
         }
         self.height = height;
     }
@@ -710,6 +712,10 @@ impl<'b, 'n> RowWriter<'b, 'n> {
 
     fn set(&mut self, name: &str, value: Option<Cow<'n, str>>) {
         let id = self.builder.intern(name);
+        self.set_id(id, value);
+    }
+
+    fn set_id(&mut self, id: u32, value: Option<Cow<'n, str>>) {
         let slot = self.builder.in_row[id as usize];
         if slot == 0 {
             self.entries.push((id, value));
@@ -727,10 +733,6 @@ impl<'b, 'n> RowWriter<'b, 'n> {
         }
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.entry(name).is_some()
-    }
-
     /// `row.get(name)` as a string (None when absent or null).
     fn get_str(&self, name: &str) -> Option<&str> {
         self.entry(name).and_then(|v| v.as_deref())
@@ -738,11 +740,23 @@ impl<'b, 'n> RowWriter<'b, 'n> {
 
     /// `_put`: the first writer keeps `name`, a clash goes to `dotted`.
     fn put(&mut self, name: &str, value: Option<Cow<'n, str>>, dotted: &str) {
-        if self.contains(name) {
-            self.set(dotted, value);
-        } else {
-            self.set(name, value);
+        self.put_or(name, value, |out| out.push_str(dotted));
+    }
+
+    /// `put` with the clash name written by `dotted` into a reused buffer, only on a clash
+    /// (rare): one name lookup and no allocation per value otherwise. Interning `name`
+    /// before knowing whether it is free creates no stray column: a clash means that
+    /// `name` is already set in this row.
+    fn put_or(&mut self, name: &str, value: Option<Cow<'n, str>>, dotted: impl FnOnce(&mut String)) {
+        let id = self.builder.intern(name);
+        if self.builder.in_row[id as usize] == 0 {
+            return self.set_id(id, value);
         }
+        let mut buffer = std::mem::take(&mut self.name);
+        buffer.clear();
+        dotted(&mut buffer);
+        self.set(&buffer, value);
+        self.name = buffer;
     }
 
     /// Appends the row to the columns (`ColumnBuilder.add`).
@@ -750,11 +764,8 @@ impl<'b, 'n> RowWriter<'b, 'n> {
         let builder = self.builder;
         let height = builder.height;
         for (id, value) in self.entries {
-            let column = &mut builder.columns[id as usize];
-            column.pad_to(height);
-            match value {
-                Some(text) => column.push_str(&text),
-                None => column.push_null(),
+            if let Some(text) = value {
+                builder.columns[id as usize].put_str(height, &text);
             }
             builder.in_row[id as usize] = 0;
         }
@@ -873,21 +884,10 @@ fn flatten_event_data<'n>(data: &'n Node<'n>, row: &mut RowWriter<'_, 'n>) {
     for (key, value) in items {
         let key: &str = key;
         match value {
-            Node::Str(_) | Node::Int(_) | Node::Null if key != TEXT => {
-                if row.contains(key) {
-                    let mut name = std::mem::take(&mut row.name);
-                    name.clear();
-                    name.push_str("EventData.");
-                    name.push_str(key);
-                    row.set(&name, to_str(value));
-                    row.name = name;
-                } else {
-                    row.set(key, to_str(value));
-                }
-            }
+            Node::Str(_) | Node::Int(_) | Node::Null if key != TEXT => row.put_or(key, to_str(value), |out| out.extend(["EventData.", key])),
             Node::Obj(attrs) if key == ATTRS => {
                 for (attr, attr_value) in attrs.iter() {
-                    row.put(&joined(&["EventData_", attr]), to_str(attr_value), &joined(&["EventData.#attributes.", attr]));
+                    row.put_or(&joined(&["EventData_", attr]), to_str(attr_value), |out| out.extend(["EventData.#attributes.", attr]));
                 }
             }
             _ if key == "Data" => flatten_unnamed_data(value, row),
@@ -940,16 +940,16 @@ fn flatten_unnamed_data<'n>(value: &'n Node<'n>, row: &mut RowWriter<'_, 'n>) {
 
 /// Mirrors `_put_data_item`.
 fn put_data_item<'n>(row: &mut RowWriter<'_, 'n>, item: &'n Node<'n>, default_name: &str) {
-    let dotted = joined(&["EventData.", default_name]);
+    let dotted = |out: &mut String| out.extend(["EventData.", default_name]);
     if let Node::Obj(_) = item {
         if let Some(Node::Str(name)) = item.get(ATTRS).and_then(|attrs| attrs.get("Name")) {
-            return row.put(name, item.get(TEXT).and_then(to_str), &dotted);
+            return row.put_or(name, item.get(TEXT).and_then(to_str), dotted);
         }
         if let Some(text) = item.get(TEXT) {
-            return row.put(default_name, to_str(text), &dotted);
+            return row.put_or(default_name, to_str(text), dotted);
         }
     }
-    row.put(default_name, to_str(item), &dotted);
+    row.put_or(default_name, to_str(item), dotted);
 }
 
 /// Mirrors `_flatten_user_data` / `_collect_leaves` (leaves are put in collection order).
@@ -991,6 +991,26 @@ fn flatten_dotted<'n>(value: &'n Node<'n>, prefix: &str, row: &mut RowWriter<'_,
     }
 }
 
+/// `f"record {id}"` (`_row`'s position) in the record's arena, without the formatting
+/// machinery, which cost ~1.5% of a record's native step.
+fn record_position(id: u64, bump: &Bump) -> &str {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = id;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut out = BumpString::with_capacity_in(7 + digits.len() - at, bump);
+    out.push_str("record ");
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.into_bump_str()
+}
+
 /// Mirrors `evtx_reader._row` for a record this side renders; `Err` hands it back.
 fn render_record(builder: &mut Builder, tables: &Tables, source: &str, id: u64, timestamp: &evtx::Timestamp, json: &str, bump: &Bump) -> Result<(), HandBack> {
     let record = JsonReader::parse(json, bump)?;
@@ -1009,7 +1029,7 @@ fn render_record(builder: &mut Builder, tables: &Tables, source: &str, id: u64, 
         row.set(TIMESTAMP_COL, iso_utc(&timestamp_text(timestamp)).map(Cow::Owned));
     }
     row.set(SOURCE_COL, Some(Cow::Borrowed(source)));
-    let position = bumpalo::format!(in bump, "record {}", id).into_bump_str();
+    let position = record_position(id, bump);
     row.set(POSITION_COL, Some(Cow::Borrowed(position)));
     row.finish();
     Ok(())
@@ -1079,16 +1099,10 @@ impl EvtxColumns {
     fn take<'py>(&mut self, py: Python<'py>) -> PyResult<(usize, Bound<'py, PyList>)> {
         let builder = std::mem::take(&mut self.builder);
         let height = builder.height;
-        // Padding the sparse columns writes most of their views: done without the GIL.
+        // Counting the nulls reads every validity byte: done without the GIL.
         let columns: Vec<(Box<str>, ColumnParts)> = py.detach(|| {
             let names = builder.names.into_iter();
-            names
-                .zip(builder.columns)
-                .map(|(name, mut column)| {
-                    column.pad_to(height);
-                    (name, column.into_parts())
-                })
-                .collect()
+            names.zip(builder.columns).map(|(name, column)| (name, column.into_parts(height))).collect()
         });
         let out = PyList::empty(py);
         for (name, (validity, views, buffers)) in columns {
@@ -1303,6 +1317,25 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_positions_are_written_in_decimal() {
+        let bump = Bump::new();
+        for id in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(record_position(id, &bump), format!("record {id}"));
+        }
+    }
+
+    #[test]
+    fn inline_views_hold_length_then_bytes() {
+        for len in 0..=12usize {
+            let text: String = (0..len).map(|i| (b'a' + i as u8) as char).collect();
+            let mut expected = [0u8; 16];
+            expected[..4].copy_from_slice(&(len as u32).to_le_bytes());
+            expected[4..4 + len].copy_from_slice(text.as_bytes());
+            assert_eq!(inline_view(text.as_bytes()).to_le_bytes(), expected, "length {len}");
+        }
+    }
 
     #[test]
     fn iso_utc_mirrors_python() {
