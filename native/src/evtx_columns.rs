@@ -565,12 +565,11 @@ pub(crate) fn iso_utc(value: &str) -> Option<String> {
 /// against ~0.2 ns for a `string_view` one, which it adopts as is.
 ///
 /// Only the values set are kept while the frame is built, with their rows; the views of
-/// the whole column (nulls included) are laid out once, when the frame is taken. Most
-/// columns of a mixed log are sparse (a third of the cells are set on the SigmaHQ
-/// samples), and writing each column's views row by row (padding nulls up to each value)
-/// missed the cache on nearly every value: ~100 columns of 8,000 16-byte views are 13 MB
-/// per frame. Appending here touches one cache line per column (bench/RESULTS.md,
-/// session 9).
+/// the whole column (nulls included) are laid out in one pass when the frame is taken.
+/// Most columns of a mixed log are sparse (a third of the cells are set on the SigmaHQ
+/// samples), and padding each with nulls up to every value it got wrote all views row
+/// by row across ~100 columns (13 MB per 8,000-row frame, far out of cache); appending
+/// here touches one cache line per column (bench/RESULTS.md, session 9).
 #[derive(Default)]
 struct ViewColumn {
     /// The views of the rows set, in row order.
@@ -584,8 +583,9 @@ struct ViewColumn {
 const VIEW_BUFFER_LIMIT: usize = 1 << 30;
 
 /// The view of a string of at most 12 bytes (length, then the bytes), made in registers
-/// from at most two overlapping loads: a view written byte by byte on the stack and then
-/// read back whole stalled on store forwarding, ~3/4 of the time spent appending values.
+/// from at most two overlapping loads. A view assembled on the stack by a variable-length
+/// copy and then read back whole stalled on store forwarding: ~3/4 of the samples in
+/// `RowWriter::finish` fell on that read.
 #[inline]
 fn inline_view(bytes: &[u8]) -> u128 {
     let len = bytes.len();
@@ -1099,7 +1099,7 @@ impl EvtxColumns {
     fn take<'py>(&mut self, py: Python<'py>) -> PyResult<(usize, Bound<'py, PyList>)> {
         let builder = std::mem::take(&mut self.builder);
         let height = builder.height;
-        // Counting the nulls reads every validity byte: done without the GIL.
+        // Laying out the sparse columns writes most of their views: done without the GIL.
         let columns: Vec<(Box<str>, ColumnParts)> = py.detach(|| {
             let names = builder.names.into_iter();
             names.zip(builder.columns).map(|(name, column)| (name, column.into_parts(height))).collect()
