@@ -157,7 +157,10 @@ class _Ledger:
         counts = np.diff(np.concatenate((starts, [len(values)])))
         for first, count in zip(values[starts].tolist(), counts.tolist()):
             while count:
-                taken = self._continue_cursor_chunk(first, count) or self._record_one(first)
+                taken = self._continue_cursor_chunk(first, count)
+                if not taken:
+                    self.record(first)
+                    taken = 1
                 first += taken
                 count -= taken
 
@@ -172,10 +175,6 @@ class _Ledger:
         taken = min(count, chunk.last_id - first + 1)
         chunk.seen_count += taken
         return taken
-
-    def _record_one(self, record_id: int) -> int:
-        self.record(record_id)
-        return 1
 
     def record(self, record_id: int) -> None:
         for offset in range(self.cursor, len(self.usable)):
