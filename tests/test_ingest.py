@@ -470,6 +470,48 @@ def test_folder_walk_is_sorted_and_skips_non_logs(tmp_path: Path) -> None:
     assert problems[0].reason == "no such file or directory"
 
 
+def test_folder_walk_orders_and_names_files_as_pathlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk sorts and writes paths as strings; the order (component-wise) and the
+    spelling must stay those of ``Path`` objects, however the folder is named."""
+    for name in ["b.evtx", "B.json", "a b.jsonl", "sub/x.evtx", "sub-2/y.evtx", "sub/.hid/z.evtx",
+                 "Sub/deeper/w.csv", "a/q.evtx", ".hidden.evtx", "r.yml", "sub/z/last.json"]:
+        path = tmp_path / "logs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{}")
+
+    def reference(root: Path) -> list[str]:
+        found = [Path(folder) / name for folder, dirs, files in os.walk(root)
+                 for name in files if not sources._skip_name(name)
+                 if not any(p.startswith(".") for p in (Path(folder) / name).relative_to(root).parts[:-1])]
+        return [str(p) for p in sorted(found)]
+
+    monkeypatch.chdir(tmp_path)
+    for spelled in ["logs", "logs/", "./logs", str(tmp_path / "logs"), str(tmp_path / "logs" / "sub" / "..")]:
+        walked = [entry for entry in sources.iter_files([spelled]) if not isinstance(entry, Unreadable)]
+        assert [path for path, _ in walked] == reference(Path(spelled)), spelled
+        assert len(walked) == 8 and not any(explicit for _, explicit in walked)
+    monkeypatch.chdir(tmp_path / "logs")
+    assert [path for path, _ in sources.iter_files(["."])] == reference(Path("."))
+    assert [path for path, _ in sources.iter_files(["."])][:2] == ["B.json", "Sub/deeper/w.csv"]
+
+
+_NAME_PIECES = ["a", "B", ".", "/", "\\", "..", ".git", "__MACOSX", "x.EVTX", ".json", "t.tar.gz", " "]
+
+
+@given(st.lists(st.sampled_from(_NAME_PIECES), max_size=7))
+def test_name_helpers_agree_with_pathlib(pieces: list[str]) -> None:
+    """``suffix_of`` and ``is_metadata_name`` split strings instead of building paths."""
+    from pathlib import PurePosixPath
+
+    from sigmahunt.ingest.formats import METADATA_DIRS, is_metadata_name, suffix_of
+
+    name = "".join(pieces)
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    metadata = any(p in METADATA_DIRS for p in parts[:-1]) or (bool(parts) and parts[-1].startswith("."))
+    assert is_metadata_name(name) == metadata
+    assert suffix_of(name) == PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
 def test_gzip_is_read_transparently(tmp_path: Path) -> None:
     data = (FIXTURES / "flat_sample.jsonl").read_bytes()
     path = tmp_path / "flat.jsonl.gz"

@@ -47,7 +47,7 @@ def _native_module(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip (or fail, with SIGMAHUNT_REQUIRE_NATIVE=1) without the native EVTX reader."""
     monkeypatch.delenv("SIGMAHUNT_NATIVE", raising=False)
     module = native()
-    if module is None or not hasattr(module, "EvtxFile"):
+    if module is None or not hasattr(module, "EvtxUnit"):
         if os.environ.get("SIGMAHUNT_REQUIRE_NATIVE") == "1":
             pytest.fail("SIGMAHUNT_REQUIRE_NATIVE=1 but the native EVTX reader is not available")
         pytest.skip("native module absent")
@@ -60,8 +60,7 @@ def evtx_inputs() -> list[Input]:
     return [(str(p), p.read_bytes()) for p in paths]
 
 
-def packed_read(inputs: Sequence[Input], *, use_native: bool, frame_rows: int, hand_back_every: int = 0) -> list[Item]:
-    """Everything one ``EvtxPacker`` yields for the inputs, in order."""
+def make_packer(use_native: bool, frame_rows: int, hand_back_every: int = 0) -> evtx_reader.EvtxPacker:
     previous = os.environ.pop("SIGMAHUNT_NATIVE", None)
     if not use_native:
         os.environ["SIGMAHUNT_NATIVE"] = "off"
@@ -74,39 +73,60 @@ def packed_read(inputs: Sequence[Input], *, use_native: bool, frame_rows: int, h
     assert isinstance(packer._builder, evtx_reader.NativeColumns) is use_native
     if hand_back_every:
         packer._builder = evtx_reader.NativeColumns(packer._builder.module, hand_back_every)
+    return packer
+
+
+def packed_read(
+    inputs: Sequence[Input], *, use_native: bool, frame_rows: int, hand_back_every: int = 0, one_unit: bool = True
+) -> list[Item]:
+    """Everything one ``EvtxPacker`` yields for the inputs, in order: read as one unit
+    (``read_files``, as a hunt reads a folder), or file by file (``read``)."""
+    packer = make_packer(use_native, frame_rows, hand_back_every)
     items: list[Item] = []
-    for source, data in inputs:
-        items += packer.read(source, data)
+    if one_unit:
+        items += packer.read_files(inputs)
+    else:
+        for source, data in inputs:
+            items += packer.read(source, data)
     items += packer.flush()
     return items
 
 
 def assert_same_items(
-    inputs: Sequence[Input], frame_rows: int = evtx_reader.FRAME_ROWS, hand_back_every: int = 0
+    inputs: Sequence[Input], frame_rows: int = evtx_reader.FRAME_ROWS, hand_back_every: int = 0, one_unit: bool = True
 ) -> tuple[int, int]:
     """Native == Python reader on the inputs; returns (rows, unreadables) compared."""
-    expected = packed_read(inputs, use_native=False, frame_rows=frame_rows)
-    actual = packed_read(inputs, use_native=True, frame_rows=frame_rows, hand_back_every=hand_back_every)
+    expected = packed_read(inputs, use_native=False, frame_rows=frame_rows, one_unit=False)
+    actual = packed_read(
+        inputs, use_native=True, frame_rows=frame_rows, hand_back_every=hand_back_every, one_unit=one_unit
+    )
+    assert_equal_items(actual, expected)
+    return count_items(expected)
+
+
+def count_items(items: Sequence[Item]) -> tuple[int, int]:
+    """(rows, unreadables) in the items."""
+    return sum(i.height for i in items if isinstance(i, pl.DataFrame)), sum(isinstance(i, Unreadable) for i in items)
+
+
+def assert_equal_items(actual: Sequence[Item], expected: Sequence[Item]) -> None:
     assert [type(i).__name__ for i in actual] == [type(i).__name__ for i in expected]
-    rows = problems = 0
     for got, want in zip(actual, expected, strict=True):
         if isinstance(want, Unreadable):
             assert got == want
-            problems += 1
             continue
         assert isinstance(got, pl.DataFrame)
         assert got.columns == want.columns
         assert got.dtypes == want.dtypes
         assert_frame_equal(got, want)
-        rows += want.height
-    return rows, problems
 
 
-def test_no_fixture_or_regression_evtx_differs() -> None:
+@pytest.mark.parametrize("one_unit", [True, False])
+def test_no_fixture_or_regression_evtx_differs(one_unit: bool) -> None:
     inputs = evtx_inputs()
     if not inputs:
         pytest.skip("no EVTX file in tests/fixtures and ../shared is absent")
-    rows, _ = assert_same_items(inputs)
+    rows, _ = assert_same_items(inputs, one_unit=one_unit)
     assert rows > 0
 
 
@@ -182,9 +202,8 @@ def test_damaged_files_report_the_same() -> None:
     assert problems > 0
 
 
-@needs_shared
-def test_random_damage_reports_the_same() -> None:
-    """Seeded random overwrites and cuts: the parser's record, chunk and file errors."""
+def randomly_damaged_inputs() -> list[Input]:
+    """Seeded random overwrites and cuts of ``whole.evtx``."""
     rng = random.Random(20261128)
     whole = damaged_inputs()[0][1]
     inputs: list[Input] = []
@@ -197,8 +216,98 @@ def test_random_damage_reports_the_same() -> None:
             for at in range(start, min(len(data), start + rng.choice([1, 4, 32, 400]))):
                 data[at] = rng.randrange(256)
         inputs.append((f"fuzz{trial}.evtx", bytes(data)))
-    rows, problems = assert_same_items(inputs, 500)
+    return inputs
+
+
+@needs_shared
+def test_random_damage_reports_the_same() -> None:
+    """Seeded random overwrites and cuts: the parser's record, chunk and file errors."""
+    rows, problems = assert_same_items(randomly_damaged_inputs(), 500)
     assert rows > 0 and problems > 0
+
+
+def unit_segments(inputs: Sequence[Input]) -> list[tuple[int, bytes, bool]]:
+    """``(file index, ids, complete)`` of every file a native unit finished reading."""
+    module = native()
+    assert module is not None
+    columns = evtx_reader.NativeColumns(module)
+    unit = module.EvtxUnit(list(inputs))
+    ids: dict[int, bytes] = {}
+    finished = []
+    while True:
+        segments, kind, payload = unit.step(columns.columns, 1_000_000)
+        for index, _height, _width, got, done, complete in segments:
+            ids[index] = ids.get(index, b"") + got
+            if done:
+                finished.append((index, ids.pop(index), complete))
+        if kind == module.EVTX_STEP_DONE:
+            return finished
+        if kind == module.EVTX_STEP_FULL:
+            columns.take()
+
+
+@needs_shared
+def test_a_file_called_complete_has_nothing_to_report() -> None:
+    """A file the native unit calls complete skips Python's ledger: on every input, clean
+    or damaged, the ledger given its ids must report nothing for such a file."""
+    inputs = [*evtx_inputs(), *damaged_inputs(), *randomly_damaged_inputs()]
+    finished = unit_segments(inputs)
+    complete = incomplete = 0
+    for index, ids, is_complete in finished:
+        source, data = inputs[index]
+        ledger = evtx_reader._Ledger(evtx_reader.scan_chunks(data))
+        ledger.records(ids)
+        reports = list(ledger.missing(source))
+        if is_complete:
+            assert reports == [], source
+            complete += 1
+        else:
+            incomplete += 1
+    assert complete >= len(evtx_inputs()) and incomplete > 10
+
+
+@needs_shared
+@pytest.mark.parametrize("frame_rows", [7, 50_000])
+def test_an_internal_error_in_a_unit_drops_that_file_and_rereads_the_next(
+    monkeypatch: pytest.MonkeyPatch, frame_rows: int
+) -> None:
+    """A file whose ledger fails (a bug) once the unit has read on past it: its rows and
+    the later files' go, it is reported, and the later files are read again, so the unit
+    yields what reading file by file does (there the failure comes at the file's start)."""
+    damaged = dict(damaged_inputs())
+    inputs = [*evtx_inputs()[:5], ("record.evtx", damaged["record.evtx"]), *evtx_inputs()[5:12]]
+    original = evtx_reader.scan_chunks
+
+    def failing(data: evtx_reader.LeafData) -> list[evtx_reader.ChunkInfo]:
+        if data is damaged["record.evtx"]:
+            raise RuntimeError("boom")
+        return original(data)
+
+    monkeypatch.setattr(evtx_reader, "scan_chunks", failing)
+    expected = packed_read(inputs, use_native=False, frame_rows=frame_rows, one_unit=False)
+    actual = packed_read(inputs, use_native=True, frame_rows=frame_rows)
+    assert_equal_items(actual, expected)
+    reports = [i for i in actual if isinstance(i, Unreadable)]
+    assert [(r.source, r.position) for r in reports if "boom" in r.reason] == [("record.evtx", "file")]
+    alone = [packed_read([i], use_native=False, frame_rows=9) for i in inputs if i[0] != "record.evtx"]
+    assert count_items(actual)[0] == sum(count_items(items)[0] for items in alone)
+
+
+@needs_shared
+@pytest.mark.parametrize("stop_after", [1, 2, 4, 7])
+def test_closing_inside_a_unit_leaves_the_builder_as_file_by_file(stop_after: int) -> None:
+    """A consumer that stops while a unit is read (after some frames and reports): the
+    builder keeps what reading file by file would have left in it."""
+    inputs = [*evtx_inputs()[:8], *damaged_inputs(), *evtx_inputs()[8:16]]
+
+    def stop(use_native: bool) -> list[Item]:
+        packer = make_packer(use_native, 3)
+        reading = packer.read_files(inputs)
+        items = [item for _, item in zip(range(stop_after), reading)]
+        reading.close()
+        return items + list(packer.flush())
+
+    assert_equal_items(stop(True), stop(False))
 
 
 @needs_shared

@@ -38,11 +38,12 @@ const POSITION_COL: &str = "_position";
 /// Deeper JSON is handed back (orjson's own limit is 1024; Python is the reference).
 const MAX_DEPTH: usize = 200;
 
-/// `EvtxFile.step` outcomes (mirrored as constants in `evtx_reader.py`).
+/// `EvtxUnit.step` outcomes (mirrored as constants in `evtx_reader.py`).
 const STEP_DONE: u8 = 0;
 const STEP_FULL: u8 = 1;
 const STEP_ERROR: u8 = 2;
 const STEP_RECORD: u8 = 3;
+const STEP_REFUSED: u8 = 4;
 
 // --------------------------------------------------------------------------------------
 // JSON values as orjson.loads would give them to Python
@@ -666,7 +667,7 @@ struct Builder {
     /// Per column: 1 + its entry in the row being built, 0 when absent from it.
     in_row: Vec<u32>,
     height: usize,
-    /// The rows a frame will have (`EvtxFile.step`'s `frame_rows`): new columns reserve them.
+    /// The rows a frame will have (`EvtxUnit.step`'s `frame_rows`): new columns reserve them.
     frame_rows: usize,
 }
 
@@ -1039,7 +1040,7 @@ fn render_record(builder: &mut Builder, tables: &Tables, source: &str, id: u64, 
 // Python classes
 
 /// A shared builder of string columns (the native `frames.ColumnBuilder`), filled by
-/// `EvtxFile.step` and, for records handed back, by `add_row`.
+/// `EvtxUnit.step` and, for records handed back, by `add_row`.
 #[pyclass(module = "sigmahunt_native")]
 pub struct EvtxColumns {
     builder: Builder,
@@ -1124,6 +1125,8 @@ impl EvtxColumns {
 enum Item {
     Record { id: u64, timestamp: evtx::Timestamp, json: String },
     Error(String),
+    /// `EvtxUnit.step`'s refused file (its index), not a parser item.
+    Refused(usize),
 }
 
 /// The Display chain `evtx`'s Python package puts in its RuntimeError messages.
@@ -1178,19 +1181,37 @@ impl AsRef<[u8]> for FileBytes {
     }
 }
 
+/// A unit's file bytes shared with its parser: the unit keeps every file's buffer until
+/// it is dropped (with the GIL), since releasing a Python buffer takes the GIL, which
+/// the reading loop runs without.
+#[derive(Clone)]
+struct SharedBytes(Arc<FileBytes>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
 /// One EVTX file being read: the parser's chunk iterator and the items of the current
 /// chunk (a chunk is rendered whole, as `PyRecordsIterator` does, so items and errors
 /// come in the same order).
-#[pyclass(module = "sigmahunt_native")]
-pub struct EvtxFile {
-    chunks: IntoIterChunks<Cursor<FileBytes>>,
+struct FileReader {
+    chunks: IntoIterChunks<Cursor<SharedBytes>>,
     settings: Arc<ParserSettings>,
     pending: VecDeque<Item>,
-    source: String,
     finished: bool,
 }
 
-impl EvtxFile {
+impl FileReader {
+    /// `Err`: the parser refuses the file header (the Python reader then reads the file,
+    /// to report it in its own words).
+    fn open(bytes: SharedBytes) -> Result<Self, String> {
+        let settings = ParserSettings::default();
+        let parser = EvtxParser::from_read_seek(Cursor::new(bytes)).map_err(|e| error_message(&e))?.with_configuration(settings.clone());
+        Ok(FileReader { chunks: parser.into_chunks(), settings: Arc::new(settings), pending: VecDeque::new(), finished: false })
+    }
+
     /// Mirrors `PyRecordsIterator.next_record` filling its per-chunk queue.
     fn refill(&mut self) {
         let Some(next) = self.chunks.next() else {
@@ -1228,17 +1249,16 @@ impl EvtxFile {
     }
 
     /// Renders records until the builder is full, an error or a handed-back record
-    /// comes, or the file ends. Returns the ids of the rows added (for the ledger).
-    fn run(&mut self, builder: &mut Builder, tables: &Tables, frame_rows: usize, hand_back_every: u64) -> (Vec<u64>, u8, Option<Item>) {
-        let mut ids = Vec::new();
+    /// comes, or the file ends (`STEP_DONE`); the ids of the rows added go to `ids`.
+    fn run(&mut self, builder: &mut Builder, tables: &Tables, source: &str, frame_rows: usize, hand_back_every: u64, ids: &mut Vec<u64>) -> (u8, Option<Item>) {
         let mut bump = Bump::new(); // the current record's JSON values, reset per record
         loop {
             if builder.height >= frame_rows {
-                return (ids, STEP_FULL, None);
+                return (STEP_FULL, None);
             }
             let Some(item) = self.pending.pop_front() else {
                 if self.finished {
-                    return (ids, STEP_DONE, None);
+                    return (STEP_DONE, None);
                 }
                 self.refill();
                 continue;
@@ -1247,36 +1267,204 @@ impl EvtxFile {
                 Item::Record { id, timestamp, json } => {
                     let forced = hand_back_every > 0 && id % hand_back_every == 0;
                     bump.reset();
-                    if !forced && render_record(builder, tables, &self.source, id, &timestamp, &json, &bump).is_ok() {
+                    if !forced && render_record(builder, tables, source, id, &timestamp, &json, &bump).is_ok() {
                         ids.push(id);
                     } else {
-                        return (ids, STEP_RECORD, Some(Item::Record { id, timestamp, json }));
+                        return (STEP_RECORD, Some(Item::Record { id, timestamp, json }));
                     }
                 }
-                error @ Item::Error(_) => return (ids, STEP_ERROR, Some(error)),
+                error => return (STEP_ERROR, Some(error)), // the queue holds records and errors only
             }
         }
     }
 }
 
-#[pymethods]
-impl EvtxFile {
-    /// Raises ValueError when the parser refuses the file header (the Python reader then
-    /// reads the file, to report it in its own words).
-    #[new]
-    fn new(py: Python<'_>, data: PyBuffer<u8>, source: String) -> PyResult<Self> {
-        let settings = ParserSettings::default();
-        let parser = EvtxParser::from_read_seek(Cursor::new(FileBytes::new(py, data)?))
-            .map_err(|e| PyValueError::new_err(error_message(&e)))?
-            .with_configuration(settings.clone());
-        Ok(EvtxFile { chunks: parser.into_chunks(), settings: Arc::new(settings), pending: VecDeque::new(), source, finished: false })
+/// `evtx_reader.scan_chunks` reduced to the files its ledger reports nothing for: the id
+/// ranges the chunk headers promise, in file order, or None when any chunk slot would be
+/// reported (missing, cut short, corrupt header, impossible range) or a chunk is
+/// truncated. A file whose records came exactly as these ranges, with no parser error
+/// and no record handed back, is complete: its ledger would report nothing, so Python
+/// skips building one (per small file that ledger cost more than parsing it did).
+fn promised_ranges(data: &[u8]) -> Option<Vec<(u64, u64)>> {
+    const HEADER_BLOCK: usize = 4096;
+    const CHUNK: usize = 65536;
+    const MAX_RECORDS_PER_CHUNK: u64 = (CHUNK / 24) as u64;
+    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
+    let declared = if data.len() >= 44 { u16::from_le_bytes([data[42], data[43]]) as usize } else { 0 };
+    let present = data.len().saturating_sub(HEADER_BLOCK).div_ceil(CHUNK);
+    let mut ranges = Vec::new();
+    for index in 0..declared.max(present) {
+        let offset = HEADER_BLOCK + index * CHUNK;
+        if offset + CHUNK > data.len() {
+            return None; // missing, or truncated: the ledger reports (or may report) it
+        }
+        if &data[offset..offset + 8] != b"ElfChnk\x00" {
+            if data[offset..offset + 512].iter().all(|&b| b == 0) {
+                continue; // a never-used slot
+            }
+            return None;
+        }
+        let (first, last) = (u64_at(offset + 24), u64_at(offset + 32));
+        if last < first || last - first >= MAX_RECORDS_PER_CHUNK {
+            return None;
+        }
+        ranges.push((first, last));
+    }
+    Some(ranges)
+}
+
+/// Follows a file's record ids against its promised ranges (see `promised_ranges`).
+struct Promise {
+    ranges: Vec<(u64, u64)>,
+    /// The range the next id must continue, and that id.
+    at: usize,
+    next: u64,
+    kept: bool,
+}
+
+impl Promise {
+    fn new(ranges: Option<Vec<(u64, u64)>>) -> Self {
+        let (kept, ranges) = match ranges {
+            Some(ranges) => (true, ranges),
+            None => (false, Vec::new()),
+        };
+        let next = ranges.first().map_or(0, |r| r.0);
+        Promise { ranges, at: 0, next, kept }
     }
 
-    /// One step (GIL released): `(ids, kind, payload)` with `ids` the record ids of the
-    /// rows added (u64 little-endian bytes) and `kind` 0 done, 1 builder full
-    /// (`frame_rows`), 2 parser error (`payload` its message), 3 a record handed back
-    /// (`payload` = `(event_record_id, timestamp, json)`, as `records_json()` gives them).
-    fn step<'py>(&mut self, py: Python<'py>, columns: &mut EvtxColumns, frame_rows: usize) -> PyResult<(Bound<'py, PyBytes>, u8, Py<PyAny>)> {
+    fn see(&mut self, ids: &[u64]) {
+        for &id in ids {
+            if !self.kept {
+                return;
+            }
+            match self.ranges.get(self.at) {
+                Some(&(_, last)) if id == self.next => {
+                    if id == last {
+                        self.at += 1;
+                        self.next = self.ranges.get(self.at).map_or(0, |r| r.0);
+                    } else {
+                        self.next += 1;
+                    }
+                }
+                _ => self.kept = false,
+            }
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.kept && self.at == self.ranges.len()
+    }
+}
+
+/// The file of a unit being read.
+struct OpenFile {
+    index: usize,
+    reader: FileReader,
+    promise: Promise,
+    /// A parser error or a handed-back record came: Python's ledger decides.
+    eventful: bool,
+    /// The builder's (height, width) when the file was opened.
+    start: (usize, usize),
+}
+
+/// What a step did to one file: `(index, start height, start width, ids, finished, complete)`.
+struct Segment {
+    index: usize,
+    start: (usize, usize),
+    ids: Vec<u64>,
+    finished: bool,
+    complete: bool,
+}
+
+/// A unit of EVTX files (`reader._outputs`) read one after the other into one builder.
+/// Why one object for many files: a hunt over a collection of small files (a host's
+/// `winevt\Logs`, SigmaHQ's samples) released and took back the GIL at every file, and
+/// beside the other reading threads' Python each hand-over cost more than reading the
+/// file did (bench/RESULTS.md, session 10). A step now reads on across files until a
+/// frame is full or Python is needed.
+#[pyclass(module = "sigmahunt_native")]
+pub struct EvtxUnit {
+    sources: Vec<String>,
+    files: Vec<SharedBytes>,
+    next: usize,
+    open: Option<OpenFile>,
+}
+
+impl EvtxUnit {
+    /// Opens the next file; `Err(index)` when the parser refuses it (or it lacks the
+    /// EVTX signature), `Ok(false)` when no file is left.
+    fn open_next(&mut self, builder: &Builder) -> Result<bool, usize> {
+        let index = self.next;
+        let Some(bytes) = self.files.get(index) else {
+            return Ok(false);
+        };
+        self.next += 1;
+        let data = bytes.as_ref();
+        if !data.starts_with(b"ElfFile\x00") {
+            return Err(index);
+        }
+        let promise = Promise::new(promised_ranges(data));
+        let reader = FileReader::open(bytes.clone()).map_err(|_| index)?;
+        let start = (builder.height, builder.names.len());
+        self.open = Some(OpenFile { index, reader, promise, eventful: false, start });
+        Ok(true)
+    }
+
+    fn run(&mut self, builder: &mut Builder, tables: &Tables, frame_rows: usize, hand_back_every: u64) -> (Vec<Segment>, u8, Option<Item>) {
+        let mut segments = Vec::new();
+        loop {
+            if self.open.is_none() {
+                if builder.height >= frame_rows {
+                    return (segments, STEP_FULL, None);
+                }
+                match self.open_next(builder) {
+                    Ok(true) => {}
+                    Ok(false) => return (segments, STEP_DONE, None),
+                    Err(index) => return (segments, STEP_REFUSED, Some(Item::Refused(index))),
+                }
+            }
+            let file = self.open.as_mut().expect("opened above");
+            let mut ids = Vec::new();
+            let (kind, item) = file.reader.run(builder, tables, &self.sources[file.index], frame_rows, hand_back_every, &mut ids);
+            file.promise.see(&ids);
+            let finished = kind == STEP_DONE;
+            file.eventful |= kind == STEP_ERROR || kind == STEP_RECORD;
+            let complete = finished && !file.eventful && file.promise.complete();
+            segments.push(Segment { index: file.index, start: file.start, ids, finished, complete });
+            if finished {
+                self.open = None;
+                continue;
+            }
+            return (segments, kind, item);
+        }
+    }
+}
+
+#[pymethods]
+impl EvtxUnit {
+    /// `files`: `[(source, data), ...]`, `data` any bytes-like object (kept until the
+    /// unit is dropped).
+    #[new]
+    fn new(py: Python<'_>, files: Vec<(String, PyBuffer<u8>)>) -> PyResult<Self> {
+        let mut sources = Vec::with_capacity(files.len());
+        let mut data = Vec::with_capacity(files.len());
+        for (source, buffer) in files {
+            sources.push(source);
+            data.push(SharedBytes(Arc::new(FileBytes::new(py, buffer)?)));
+        }
+        Ok(EvtxUnit { sources, files: data, next: 0, open: None })
+    }
+
+    /// One step (GIL released): `(segments, kind, payload)`. `segments`: per file read in
+    /// this step, in order, `(index, start_height, start_width, ids, finished, complete)`
+    /// with `ids` the record ids of its rows added (u64 little-endian bytes), `start_*` the
+    /// builder's size when the file was opened, `complete` (when finished) that its
+    /// records came exactly as its chunk headers promise, with no error or record handed
+    /// back. `kind` 0: every file read; 1: builder full (`frame_rows`); 2: parser error in
+    /// the last segment's file (`payload` its message); 3: a record of that file handed
+    /// back (`payload` = `(event_record_id, timestamp, json)`, as `records_json()` gives
+    /// them); 4: file `payload` (an index) refused by the parser, for Python to read.
+    fn step<'py>(&mut self, py: Python<'py>, columns: &mut EvtxColumns, frame_rows: usize) -> PyResult<(Bound<'py, PyList>, u8, Py<PyAny>)> {
         if frame_rows == 0 {
             return Err(PyRuntimeError::new_err("frame_rows must be at least 1"));
         }
@@ -1284,14 +1472,32 @@ impl EvtxFile {
         let every = columns.hand_back_every;
         let builder = &mut columns.builder;
         builder.frame_rows = frame_rows;
-        let (ids, kind, item) = py.detach(|| self.run(builder, &tables, frame_rows, every));
-        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let (segments, kind, item) = py.detach(|| self.run(builder, &tables, frame_rows, every));
+        let out = PyList::empty(py);
+        for segment in segments {
+            let ids: Vec<u8> = segment.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+            let (height, width) = segment.start;
+            out.append((segment.index, height, width, PyBytes::new(py, &ids), segment.finished, segment.complete))?;
+        }
         let payload = match item {
             None => py.None(),
             Some(Item::Error(message)) => PyString::new(py, &message).into_any().unbind(),
             Some(Item::Record { id, timestamp, json }) => (id, timestamp_text(&timestamp), json).into_pyobject(py)?.into_any().unbind(),
+            Some(Item::Refused(index)) => index.into_pyobject(py)?.into_any().unbind(),
         };
-        Ok((PyBytes::new(py, &bytes), kind, payload))
+        Ok((out, kind, payload))
+    }
+
+    /// Stops reading the open file (too many parser errors in a row: see `evtx_reader`).
+    fn skip(&mut self) {
+        self.open = None;
+    }
+
+    /// Goes on from file `index` (the files from there read again, as if never started):
+    /// after Python failed on an earlier file and dropped its rows and the later ones'.
+    fn restart_at(&mut self, index: usize) {
+        self.open = None;
+        self.next = index.min(self.files.len());
     }
 }
 
@@ -1306,11 +1512,12 @@ fn evtx_iso_utc(value: &str) -> Option<String> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(evtx_iso_utc, m)?)?;
     m.add_class::<EvtxColumns>()?;
-    m.add_class::<EvtxFile>()?;
+    m.add_class::<EvtxUnit>()?;
     m.add("EVTX_STEP_DONE", STEP_DONE)?;
     m.add("EVTX_STEP_FULL", STEP_FULL)?;
     m.add("EVTX_STEP_ERROR", STEP_ERROR)?;
     m.add("EVTX_STEP_RECORD", STEP_RECORD)?;
+    m.add("EVTX_STEP_REFUSED", STEP_REFUSED)?;
     Ok(())
 }
 

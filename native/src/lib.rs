@@ -21,7 +21,7 @@ pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
-const ABI: u32 = 5;
+const ABI: u32 = 6;
 
 #[pymodule]
 fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {

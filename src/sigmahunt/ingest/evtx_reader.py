@@ -24,10 +24,10 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -38,7 +38,7 @@ from ..native import native
 from .fields import CHANNEL_CANONICAL, SYSTEM_ATTRIBUTE_RENAMES, order_columns
 from .formats import EVTX_MAGIC
 from .frames import BuilderMark, ColumnBuilder
-from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable
+from .model import POSITION_COL, SOURCE_COL, TIMESTAMP_COL, Unreadable, internal_error
 from .normalise import Row, ShapeError, normalise_evtx_json
 from .sources import LeafData
 from .timestamps import iso_utc
@@ -261,45 +261,37 @@ class EvtxPacker:
             self._builder = ColumnBuilder()
 
     def read(self, source: str, data: LeafData) -> Iterator[pl.DataFrame | Unreadable]:
-        """Add one file's rows; yield its Unreadable reports and every frame that fills up.
+        """:meth:`read_files` of one file."""
+        return self.read_files([(source, data)])
 
-        If reading fails (an exception: a bug, which the caller reports as the file being
-        unreadable), the file's rows still in the builder are dropped, since before
-        packing such a file's unfinished frame was lost with it.  Its rows in a frame
-        already handed on stay, as before; only where that frame was cut differs (here
-        at ``frame_rows`` rows of the shared builder, before at ``FRAME_ROWS`` of the file).
+    def read_files(self, files: Sequence[tuple[str, LeafData]]) -> Iterator[pl.DataFrame | Unreadable]:
+        """Add the files' rows in order; yield their Unreadable reports and every frame
+        that fills up.
+
+        A file whose reading fails with an exception (a bug) is reported as unreadable
+        (:func:`internal_error`) and its rows still in the builder are dropped, since before
+        packing such a file's unfinished frame was lost with it; its rows in a frame already
+        handed on stay.  A consumer that stops inside a file leaves the builder as it was
+        before that file (rows of frames handed on aside).
         """
-        builder = self._builder
-        mark = builder.mark()
-        if isinstance(builder, NativeColumns):
-            items = _native_file_rows(builder, source, data, self.frame_rows)
-        else:
-            items = _file_rows(source, data)
-        try:
-            for item in items:
-                if isinstance(item, Unreadable):
-                    yield item
-                    continue
-                if not isinstance(item, _Added):
-                    builder.add(item)
-                if builder.height >= self.frame_rows:
-                    yield builder.take()
-                    mark = builder.mark()
-        except BaseException:
-            builder.rollback(mark)
-            raise
+        if isinstance(self._builder, NativeColumns):
+            yield from _NativeUnit(self._builder, files, self.frame_rows).read()
+            return
+        for index, (source, data) in enumerate(files):
+            file = _UnitFile(index, source, data, self._builder.mark())
+            try:
+                yield from _python_rows(self._builder, file, self.frame_rows)
+            except Exception as exc:
+                self._builder.rollback(file.mark)
+                yield internal_error(source, exc)
+            except BaseException:
+                self._builder.rollback(file.mark)
+                raise
 
     def flush(self) -> Iterator[pl.DataFrame]:
         """The rows read so far as one frame, if any."""
         if self._builder.height:
             yield self._builder.take()
-
-
-class _Added:
-    """Marks that a native step put rows into the builder itself."""
-
-
-_ADDED: Final = _Added()
 
 
 class NativeColumns:
@@ -349,44 +341,154 @@ class NativeColumns:
         self.columns.rollback(mark.height, mark.width)
 
 
-def _native_file_rows(
-    builder: NativeColumns, source: str, data: LeafData, frame_rows: int
-) -> Iterator[Row | Unreadable | _Added]:
-    """:func:`_file_rows` with the records parsed and flattened in Rust.
+Builder = ColumnBuilder | NativeColumns
 
-    Yields :data:`_ADDED` after each native step that added rows (the caller then checks
-    whether a frame is full), the Rows of records handed back (rendered by :func:`_row`,
-    the reference), and Unreadables exactly where :func:`_file_rows` yields them.
+
+@dataclass
+class _UnitFile:
+    """A file of :meth:`EvtxPacker.read_files` while it is read."""
+
+    index: int
+    source: str
+    data: LeafData
+    #: Where the builder stood when the file's rows began (or after the last frame taken).
+    mark: BuilderMark
+    #: Record ids of the rows added natively, kept until the file needs a ledger.
+    ids: list[bytes] = field(default_factory=list)
+    ledger: _Ledger | None = None
+    errors_in_a_row: int = 0
+
+    def add_ids(self, ids: bytes) -> None:
+        if not ids:
+            return
+        self.errors_in_a_row = 0
+        if self.ledger is None:
+            self.ids.append(ids)
+        else:
+            self.ledger.records(ids)
+
+    def need_ledger(self) -> _Ledger:
+        """The file's ledger, made (and given the ids so far) on first need: a file whose
+        records all came as its chunk headers promise never needs one."""
+        if self.ledger is None:
+            self.ledger = _Ledger(scan_chunks(self.data))
+            for ids in self.ids:
+                self.ledger.records(ids)
+            self.ids = []
+        return self.ledger
+
+
+def _python_rows(builder: Builder, file: _UnitFile, frame_rows: int) -> Iterator[pl.DataFrame | Unreadable]:
+    """One file read by the Python reader (:func:`_file_rows`) into ``builder``."""
+    for item in _file_rows(file.source, file.data):
+        if isinstance(item, Unreadable):
+            yield item
+            continue
+        builder.add(item)
+        if builder.height >= frame_rows:
+            yield _take(builder, file)
+
+
+def _take(builder: Builder, file: _UnitFile) -> pl.DataFrame:
+    """The full builder's frame; ``file``'s rows in it are handed on, so its mark moves."""
+    frame = builder.take()
+    file.mark = builder.mark()
+    return frame
+
+
+class _NativeUnit:
+    """:meth:`EvtxPacker.read_files` with the native reader (``EvtxUnit``).
+
+    The native unit reads on across files until a frame is full or Python is needed (a
+    parser error, a record it hands back, a file it refuses); Python keeps each file's
+    ledger only when its records did not all come as promised, and renders the records
+    handed back and the files refused with the reference reader, in order.
     """
-    module = builder.module
-    if data[: len(EVTX_MAGIC)] != EVTX_MAGIC:
-        yield from _file_rows(source, data)
-        return
-    try:
-        reader = module.EvtxFile(data, source)
-    except ValueError:  # the parser refuses the file: the Python reader words the report
-        yield from _file_rows(source, data)
-        return
-    ledger = _Ledger(scan_chunks(data))
-    errors_in_a_row = 0
-    while errors_in_a_row < _MAX_CONSECUTIVE_ERRORS:
-        ids, kind, payload = reader.step(builder.columns, frame_rows)
-        if ids:
-            errors_in_a_row = 0
-            ledger.records(ids)
-        if ids or kind == module.EVTX_STEP_FULL:
-            yield _ADDED
-        if kind == module.EVTX_STEP_DONE:
-            break
-        if kind == module.EVTX_STEP_ERROR:
-            errors_in_a_row += 1
+
+    def __init__(self, builder: NativeColumns, files: Sequence[tuple[str, LeafData]], frame_rows: int) -> None:
+        self.builder = builder
+        self.files = list(files)
+        self.frame_rows = frame_rows
+        module = builder.module
+        self.module = module
+        self.unit = module.EvtxUnit(self.files)
+        self.opened: dict[int, _UnitFile] = {}
+        #: Files finish in order: the first one not finished.
+        self.first_open = 0
+        #: The file the event being handled belongs to.
+        self.current: _UnitFile | None = None
+
+    def read(self) -> Iterator[pl.DataFrame | Unreadable]:
+        while self.first_open < len(self.files):
+            try:
+                yield from self._step()
+            except Exception as exc:
+                file = self.current
+                if file is None:
+                    raise
+                self.builder.rollback(file.mark)
+                yield internal_error(file.source, exc)
+                self.unit.restart_at(file.index + 1)  # later files' rows went with the rollback
+                self.opened.clear()
+                self.first_open = file.index + 1
+            except BaseException:
+                if self.current is not None:
+                    self.builder.rollback(self.current.mark)
+                raise
+
+    def _file(self, index: int, mark: BuilderMark | None = None) -> _UnitFile:
+        file = self.opened.get(index)
+        if file is None:
+            source, data = self.files[index]
+            file = self.opened[index] = _UnitFile(index, source, data, mark or self.builder.mark())
+        self.current = file
+        return file
+
+    def _finished(self, file: _UnitFile) -> None:
+        del self.opened[file.index]
+        self.first_open = file.index + 1
+        self.current = None
+
+    def _step(self) -> Iterator[pl.DataFrame | Unreadable]:
+        module, builder = self.module, self.builder
+        self._file(self.first_open)  # what a failing step is blamed on
+        segments, kind, payload = self.unit.step(builder.columns, self.frame_rows)
+        for index, height, width, ids, finished, complete in segments:
+            segment_file = self._file(index, BuilderMark(height, width))
+            segment_file.add_ids(ids)
+            if finished:
+                if not complete:
+                    yield from segment_file.need_ledger().missing(segment_file.source)
+                self._finished(segment_file)
+        file = self.current  # the file the event belongs to (None between files)
+        if kind == module.EVTX_STEP_FULL:
+            yield builder.take() if file is None else _take(builder, file)
+        elif kind == module.EVTX_STEP_ERROR:
+            assert file is not None
+            ledger = file.need_ledger()
+            file.errors_in_a_row += 1
             ledger.error(payload)
+            if file.errors_in_a_row >= _MAX_CONSECUTIVE_ERRORS:  # stop asking the parser
+                self.unit.skip()
+                yield from ledger.missing(file.source)
+                self._finished(file)
         elif kind == module.EVTX_STEP_RECORD:
-            errors_in_a_row = 0
+            assert file is not None
+            file.errors_in_a_row = 0
             record_id, timestamp, text = payload
-            ledger.record(record_id)
-            yield _row(source, {"event_record_id": record_id, "timestamp": timestamp, "data": text})
-    yield from ledger.missing(source)
+            file.need_ledger().record(record_id)
+            row = _row(file.source, {"event_record_id": record_id, "timestamp": timestamp, "data": text})
+            if isinstance(row, Unreadable):
+                yield row
+            else:
+                builder.add(row)
+                if builder.height >= self.frame_rows:
+                    yield _take(builder, file)
+        elif kind == module.EVTX_STEP_REFUSED:
+            # the parser refuses the file (or it is not EVTX): the Python reader words the report
+            refused = self._file(payload)
+            yield from _python_rows(builder, refused, self.frame_rows)
+            self._finished(refused)
 
 
 def _file_rows(source: str, data: LeafData) -> Iterator[Row | Unreadable]:

@@ -40,6 +40,12 @@ class Unreadable:
     reason: str  # human readable cause
 
 
+def internal_error(source: str, exc: Exception) -> Unreadable:
+    """A file whose reading failed with an unexpected exception (a bug), reported as
+    unreadable so that the other files are still read."""
+    return Unreadable(source, "file", f"internal error while reading: {exc!r}")
+
+
 @dataclass
 class EventBatch:
     """A columnar batch of normalised events; every column is ``pl.String``."""

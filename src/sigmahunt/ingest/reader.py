@@ -24,7 +24,7 @@ from .formats import (
 )
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
-from .model import EventBatch, Projection, Unreadable
+from .model import EventBatch, Projection, Unreadable, internal_error
 from .sources import Leaf, Prefetched, iter_leaves, prefetch
 from .xml_reader import read_evtx_xml
 
@@ -80,8 +80,37 @@ def _read(
     # overlap on every core; batching sits in a reading thread to keep its Python off the
     # matching thread. Binary EVTX files are read in units by lanes of their own threads
     # (see _outputs).
-    tasks = prefetch(_prepare(iter_leaves(paths, password), forced, projection))
+    tasks = _unbundled(prefetch(_bundled(_prepare(iter_leaves(paths, password), forced, projection))))
     yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
+
+
+#: Tasks cross from the planning thread in bundles of up to this many bytes of input.
+BUNDLE_BYTES = 1 << 20
+BUNDLE_ITEMS = 256
+
+
+def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unreadable]]:
+    """Consecutive tasks in lists of up to ``BUNDLE_BYTES`` of input (a larger task alone).
+
+    Why: handing each task over on its own woke the consuming thread per file, and with
+    a folder of small EVTX files (a host's logs, ~70 KB each) those hand-overs between
+    threads cost more than reading the files (bench/RESULTS.md, session 10).
+    """
+    bundle: list[_Task | Unreadable] = []
+    size = 0
+    for item in items:
+        bundle.append(item)
+        size += len(item.leaf.data) if isinstance(item, _Task) else 0
+        if size >= BUNDLE_BYTES or len(bundle) >= BUNDLE_ITEMS:
+            yield bundle
+            bundle, size = [], 0
+    if bundle:
+        yield bundle
+
+
+def _unbundled(bundles: Iterator[list[_Task | Unreadable]]) -> Iterator[_Task | Unreadable]:
+    for bundle in bundles:
+        yield from bundle
 
 
 def _batched(outputs: Iterator[pl.DataFrame | Unreadable], batcher: Batcher) -> Iterator[EventBatch | Unreadable]:
@@ -142,7 +171,7 @@ def _outputs(tasks: Iterator[_Task | Unreadable], batch_size: int) -> Iterator[p
             if isinstance(item, Unreadable):
                 yield item
             else:
-                yield from _execute(item, None)
+                yield from _execute(item)
         if unit:
             started.append(Prefetched(_read_evtx_unit(unit, frame_rows), EVTX_UNIT_DEPTH))
         while started:
@@ -155,8 +184,7 @@ def _outputs(tasks: Iterator[_Task | Unreadable], batch_size: int) -> Iterator[p
 def _read_evtx_unit(unit: list[_Task], frame_rows: int) -> Iterator[pl.DataFrame | Unreadable]:
     """One unit of EVTX files through one shared builder (see EvtxPacker)."""
     packer = EvtxPacker(frame_rows)
-    for task in unit:
-        yield from _execute(task, packer)
+    yield from packer.read_files([(task.leaf.source, task.leaf.data) for task in unit])
     yield from packer.flush()
 
 
@@ -180,17 +208,17 @@ def _prepare(
             for plan in plan_json(leaf.source, leaf.read(), fmt, projection):
                 yield _Task(leaf, fmt, plan)
         except Exception as exc:
-            yield Unreadable(leaf.source, "file", f"internal error while reading: {exc!r}")
+            yield internal_error(leaf.source, exc)
 
 
 def _reads_binary_evtx(task: _Task) -> bool:
-    """Whether :func:`_execute` hands the task to the EVTX reader (the other readers
-    build their own frames)."""
+    """Whether the task goes to the EVTX reader (in units: see :func:`_outputs`); the
+    other readers build their own frames (:func:`_execute`)."""
     return task.plan is None and task.fmt not in (LogFormat.EVTX_XML, LogFormat.CSV)
 
 
-def _execute(task: _Task, evtx: EvtxPacker | None) -> Iterator[pl.DataFrame | Unreadable]:
-    """One task's frames; binary EVTX tasks go into ``evtx``, their unit's builder."""
+def _execute(task: _Task) -> Iterator[pl.DataFrame | Unreadable]:
+    """One task's frames, for a task that is not binary EVTX."""
     try:
         if task.plan is not None:
             yield from execute_json(task.plan)
@@ -198,11 +226,10 @@ def _execute(task: _Task, evtx: EvtxPacker | None) -> Iterator[pl.DataFrame | Un
             yield from read_evtx_xml(task.leaf.source, task.leaf.read())
         elif task.fmt is LogFormat.CSV:
             yield from read_csv(task.leaf.source, task.leaf.read())
-        else:  # the rows join the unit's shared EVTX builder
-            assert evtx is not None, "binary EVTX tasks are read in units"
-            yield from evtx.read(task.leaf.source, task.leaf.data)
+        else:
+            raise AssertionError("binary EVTX tasks are read in units")
     except Exception as exc:
-        yield Unreadable(task.leaf.source, "file", f"internal error while reading: {exc!r}")
+        yield internal_error(task.leaf.source, exc)
 
 
 def _choose_format(leaf: Leaf, forced: LogFormat | None) -> LogFormat | Unreadable | None:
