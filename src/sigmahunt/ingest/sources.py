@@ -168,7 +168,8 @@ def read_file(path: str | Path) -> LeafData:
     in place. Only EVTX: the other readers (JSON, XML, CSV, archives) take ``bytes``. A
     mapped file must not shrink while it is hunted (the process would get SIGBUS), as a
     live log being rotated might: ``SIGMAHUNT_MMAP=off`` reads every file instead.
-    Unbuffered, sized by one ``fstat``: a folder of small logs is read at ~10 us a file.
+    Unbuffered, sized by one ``fstat``: a folder of small logs (~70 KB) is read at ~13 us
+    a file, against ~17-19 us buffered with a separate read of the signature.
     """
     with open(path, "rb", buffering=0) as handle:
         if os.fstat(handle.fileno()).st_size >= MAP_EVTX_BYTES:
