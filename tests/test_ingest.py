@@ -14,7 +14,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -510,6 +510,33 @@ def test_name_helpers_agree_with_pathlib(pieces: list[str]) -> None:
     metadata = any(p in METADATA_DIRS for p in parts[:-1]) or (bool(parts) and parts[-1].startswith("."))
     assert is_metadata_name(name) == metadata
     assert suffix_of(name) == PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
+@pytest.mark.parametrize(
+    ("weights", "budget", "ahead"),
+    [([1] * 40, None, 16), ([10] * 40, 35, 3), ([100] * 40, 35, 1), ([10, 100] * 20, 35, 1)],
+)
+def test_prefetch_runs_ahead_by_count_and_weight(weights: list[int], budget: int | None, ahead: int) -> None:
+    """The worker holds at most ``depth`` items, and with ``weigh`` at most ``budget`` of
+    weight bar one item alone; the consumer still gets every item, in order."""
+    import threading
+
+    produced: list[int] = []
+    changed = threading.Event()
+
+    def items() -> Iterator[int]:
+        for index in range(len(weights)):
+            produced.append(index)
+            changed.set()
+            yield index
+
+    weigh = None if budget is None else weights.__getitem__
+    fetched = sources.Prefetched(items(), 16, weigh, budget or 0)
+    while changed.wait(0.3):  # until the worker blocks
+        changed.clear()
+    # waiting: `ahead` items, plus the one the worker holds while it waits for room
+    assert len(produced) == min(len(weights), ahead + 1)
+    assert list(fetched) == list(range(len(weights)))
 
 
 def test_gzip_is_read_transparently(tmp_path: Path) -> None:

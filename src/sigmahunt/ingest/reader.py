@@ -80,13 +80,17 @@ def _read(
     # overlap on every core; batching sits in a reading thread to keep its Python off the
     # matching thread. Binary EVTX files are read in units by lanes of their own threads
     # (see _outputs).
-    tasks = _unbundled(prefetch(_bundled(_prepare(iter_leaves(paths, password), forced, projection))))
+    bundles = _bundled(_prepare(iter_leaves(paths, password), forced, projection))
+    tasks = _unbundled(prefetch(bundles, BUNDLES_AHEAD, _bundle_bytes, BUNDLES_AHEAD_BYTES))
     yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
 
 
-#: Tasks cross from the planning thread in bundles of up to this many bytes of input.
+#: Tasks cross from the planning thread in bundles of up to this many bytes of input,
+#: and the thread reads ahead up to this many bundles and bytes (a larger bundle alone).
 BUNDLE_BYTES = 1 << 20
 BUNDLE_ITEMS = 256
+BUNDLES_AHEAD = 16
+BUNDLES_AHEAD_BYTES = 16 << 20
 
 
 def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unreadable]]:
@@ -94,18 +98,29 @@ def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unrea
 
     Why: handing each task over on its own woke the consuming thread per file, and with
     a folder of small EVTX files (a host's logs, ~70 KB each) those hand-overs between
-    threads cost more than reading the files (bench/RESULTS.md, session 10).
+    threads cost more than reading the files; reading ahead by bytes, not by one item,
+    lets the planning thread run on while the EVTX lanes parse (bench/RESULTS.md,
+    session 10).
     """
     bundle: list[_Task | Unreadable] = []
     size = 0
     for item in items:
         bundle.append(item)
-        size += len(item.leaf.data) if isinstance(item, _Task) else 0
+        size += _task_bytes(item)
         if size >= BUNDLE_BYTES or len(bundle) >= BUNDLE_ITEMS:
             yield bundle
             bundle, size = [], 0
     if bundle:
         yield bundle
+
+
+def _task_bytes(item: _Task | Unreadable) -> int:
+    return len(item.leaf.data) if isinstance(item, _Task) else 0
+
+
+def _bundle_bytes(bundle: list[_Task | Unreadable]) -> int:
+    """A bundle's input bytes (tasks of one file counted once: a JSON file's chunks share it)."""
+    return sum(len(leaf.data) for leaf in {id(t.leaf): t.leaf for t in bundle if isinstance(t, _Task)}.values())
 
 
 def _unbundled(bundles: Iterator[list[_Task | Unreadable]]) -> Iterator[_Task | Unreadable]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import queue
 import struct
 import threading
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -430,43 +430,64 @@ def _7z_reason(exc: Exception, password: str | None) -> str | None:
 # background prefetch
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """Produce ``items`` in a worker thread, ``depth`` items ahead.
+def prefetch(
+    items: Iterable[T], depth: int = 1, weigh: Callable[[T], int] | None = None, budget: int = 0
+) -> Iterator[T]:
+    """Produce ``items`` in a worker thread, ``depth`` items ahead (see :class:`Prefetched`).
 
     The worker starts at the first ``next`` and stops promptly when the consumer abandons
     the iterator; exceptions raised while producing are re-raised in the consumer.
     """
-    yield from Prefetched(items, depth)
+    yield from Prefetched(items, depth, weigh, budget)
 
 
 class Prefetched(Generic[T]):
     """``items`` produced in a worker thread started at construction, ``depth`` ahead.
+
+    With ``weigh``, the items waiting also weigh at most ``budget`` together (bytes of
+    input, say), bar one item alone: many light items may run ahead, heavy ones not.
 
     Why a class: the EVTX reading lanes start the next file's reading before its turn comes
     (see ``reader._outputs``), so the worker must run before anyone iterates, and a lane
     the consumer never reaches must still be stopped (:meth:`close`).
     """
 
-    def __init__(self, items: Iterable[T], depth: int = 1) -> None:
-        self._slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    def __init__(
+        self, items: Iterable[T], depth: int = 1, weigh: Callable[[T], int] | None = None, budget: int = 0
+    ) -> None:
+        self._slots: deque[tuple[str, object, int]] = deque()
+        self._weight = 0
+        self._ready = threading.Condition()
+        self._depth = depth
+        self._weigh = weigh
+        self._budget = budget
         self._stop = threading.Event()
         self._items = items
         self._worker = threading.Thread(target=self._work, name="sigmahunt-ingest-prefetch", daemon=True)
         self._worker.start()
 
-    def _put(self, kind: str, value: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._slots.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
+    def _has_room(self, weight: int) -> bool:
+        if not self._slots:
+            return True
+        if len(self._slots) >= self._depth:
+            return False
+        return self._weigh is None or self._weight + weight <= self._budget
+
+    def _put(self, kind: str, value: object, weight: int = 0) -> bool:
+        with self._ready:
+            while not self._stop.is_set():
+                if self._has_room(weight):
+                    self._slots.append((kind, value, weight))
+                    self._weight += weight
+                    self._ready.notify_all()
+                    return True
+                self._ready.wait(0.1)
         return False
 
     def _work(self) -> None:
         try:
             for item in self._items:
-                if not self._put("item", item):
+                if not self._put("item", item, self._weigh(item) if self._weigh is not None else 0):
                     return
         except BaseException as exc:
             self._put("error", exc)
@@ -476,7 +497,12 @@ class Prefetched(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         try:
             while True:
-                kind, value = self._slots.get()
+                with self._ready:
+                    while not self._slots:
+                        self._ready.wait()
+                    kind, value, weight = self._slots.popleft()
+                    self._weight -= weight
+                    self._ready.notify_all()
                 if kind == "done":
                     return
                 if kind == "error":
@@ -488,4 +514,6 @@ class Prefetched(Generic[T]):
     def close(self) -> None:
         """Stops the worker (it finishes the item in hand) and waits for it briefly."""
         self._stop.set()
+        with self._ready:
+            self._ready.notify_all()
         self._worker.join(timeout=5)
