@@ -174,7 +174,10 @@ def damaged_inputs() -> list[Input]:
     damaged[4096 + 65536 + 600 : 4096 + 65536 + 900] = b"\xff" * 300
     scrambled = bytearray(whole)
     scrambled[8:40] = b"\xff" * 32
+    never_used = bytes(65536)  # a preallocated slot: the parser skips it
+    gaps = _evtx_with_chunks([chunks[0], never_used, chunks[1], chunks[2], never_used], files[0])
     return [
+        ("gaps.evtx", gaps),
         ("whole.evtx", whole),
         ("cut.evtx", whole[: 4096 + 65536 + 30_000]),
         ("cut_header.evtx", whole[:4000]),
