@@ -1601,6 +1601,29 @@ mod tests {
     }
 
     #[test]
+    fn chunks_are_read_in_place_only_where_the_parser_reads_them_so() {
+        let mut file = vec![0u8; FILE_HEADER_BLOCK];
+        file[..8].copy_from_slice(b"ElfFile\x00");
+        file[40..42].copy_from_slice(&(FILE_HEADER_BLOCK as u16).to_le_bytes());
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        chunk[..8].copy_from_slice(b"ElfChnk\x00");
+        let with = |slots: &[&[u8]]| [file.as_slice()].iter().chain(slots).flat_map(|s| s.iter().copied()).collect::<Vec<u8>>();
+        let zero = vec![0u8; CHUNK_BYTES];
+        let found = in_place_chunks(&with(&[&chunk, &zero, &chunk])).expect("whole chunks");
+        let kinds: Vec<(usize, bool)> = found.iter().map(|(offset, header)| (*offset, header.is_some())).collect();
+        assert_eq!(kinds, [(4096, true), (4096 + CHUNK_BYTES, false), (4096 + 2 * CHUNK_BYTES, true)]);
+        assert_eq!(in_place_chunks(&with(&[])).map(|s| s.len()), Some(0));
+        assert!(in_place_chunks(&with(&[&chunk])[..FILE_HEADER_BLOCK + 100]).is_none()); // cut short
+        let mut garbage = chunk.clone();
+        garbage[0] = b'X';
+        assert!(in_place_chunks(&with(&[&chunk, &garbage])).is_none()); // the parser reports it
+        let mut odd_header = with(&[&chunk]);
+        odd_header[41] = 0x02; // a header block of 512 bytes
+        assert!(in_place_chunks(&odd_header).is_none());
+        assert!(in_place_chunks(&file[..100]).is_none());
+    }
+
+    #[test]
     fn inline_views_hold_length_then_bytes() {
         for len in 0..=12usize {
             let text: String = (0..len).map(|i| (b'a' + i as u8) as char).collect();
