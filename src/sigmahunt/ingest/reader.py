@@ -139,10 +139,7 @@ def _batched(outputs: Iterator[pl.DataFrame | Unreadable], batcher: Batcher) -> 
 
 #: EVTX files are read in units of at least this many bytes (a large file alone, small
 #: consecutive ones together, so that their rows still share frames: see EvtxPacker).
-#: A unit ends in a frame of its own (~1.6 ms of Arrow and Polars set-up for ~110 Sysmon
-#: columns): 32 MB units read a folder of 9,800 small files ~5% faster than 16 MB ones,
-#: 64 MB ones no faster (bench/RESULTS.md, session 10).
-EVTX_UNIT_BYTES = 32 << 20
+EVTX_UNIT_BYTES = 16 << 20
 #: Frames a unit read ahead of its turn may hold (8,000-row frames in a hunt).
 EVTX_UNIT_DEPTH = 4
 
