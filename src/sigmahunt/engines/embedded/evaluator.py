@@ -543,7 +543,7 @@ class BatchEvaluator:
                 scanned[selector] = mask
         columns_hit: set[int] = set()
         if scanned:
-            found = _scan_columns(scanner, frame.select(names), frame.height, scanned, columns_hit)
+            found = _scan_columns(scanner, [frame.get_column(n) for n in names], frame.height, scanned, columns_hit)
             for selector, mask in scanned.items():
                 hit |= _and(found[selector], mask)
         searched = None if any_column else {names[i] for i in columns_hit}
@@ -630,9 +630,13 @@ class _ColumnIndex:
             return self.frame[spellings[0]]
         merged = self._merged.get(name)
         if merged is None:
-            ordered = sorted(spellings, key=lambda s: s != name)
-            merged = self._merged[name] = self.frame.select(
-                pl.coalesce([pl.col(s) for s in ordered]).alias(name)).to_series()
+            # As pl.coalesce, Series by Series: a frame-level select (or Series.fill_null,
+            # built on one) runs Polars' lazy engine, ~2 ms on a wide batch
+            # (bench/RESULTS.md, session 10).
+            first, *others = (self.frame.get_column(s) for s in sorted(spellings, key=lambda s: s != name))
+            for other in others:
+                first = first.zip_with(first.is_not_null(), other)
+            merged = self._merged[name] = first.alias(name)
         return merged
 
     def _encoded(self, name: str, folded: bool) -> tuple[np.ndarray, dict[str, list[int]]] | None:
@@ -701,22 +705,24 @@ def _native_field_masks(native_matcher: Any, matcher: ValueMatcher, wanted: set[
 
 
 def _scan_columns(
-    scanner: BatchKeywordScanner, columns: pl.DataFrame, height: int, masks: dict[int, Mask],
+    scanner: BatchKeywordScanner, columns: list[pl.Series], height: int, masks: dict[int, Mask],
     columns_hit: set[int] | None = None,
 ) -> dict[int, np.ndarray]:
     """Per selector, the rows (of ``height``) holding one of its literals in one of the
     ``columns``; searched in the union of the selectors' rows (gathered first when under
     half the batch, as each selector's own rows once were; elsewhere the answer is unused).
-    ``height`` is explicit: a frame without any column has none. ``columns_hit`` receives
-    the indices of the columns where a literal was found."""
+    ``height`` is explicit: a batch without any column has none. ``columns_hit`` receives
+    the indices of the columns where a literal was found. Columns, not a frame: selecting
+    ~100 of a batch's columns into a frame ran Polars' lazy engine, ~2 ms a batch
+    (bench/RESULTS.md, session 10)."""
     union: Mask = False
     for mask in masks.values():
         union = _or(union, mask)
     positions = None if union is True else np.flatnonzero(union)
     if positions is None or positions.size >= height // 2:
-        return scanner.candidate_rows(columns.get_columns(), height, list(masks), columns_hit)
-    subset = columns[positions.tolist()]
-    found = scanner.candidate_rows(subset.get_columns(), positions.size, list(masks), columns_hit)
+        return scanner.candidate_rows(columns, height, list(masks), columns_hit)
+    subset = [column.gather(positions) for column in columns]
+    found = scanner.candidate_rows(subset, positions.size, list(masks), columns_hit)
     out: dict[int, np.ndarray] = {}
     for selector, rows in found.items():
         out[selector] = np.zeros(height, dtype=bool)
