@@ -1353,16 +1353,14 @@ impl FileReader {
 /// and no record handed back, is complete: its ledger would report nothing, so Python
 /// skips building one (per small file that ledger cost more than parsing it did).
 fn promised_ranges(data: &[u8]) -> Option<Vec<(u64, u64)>> {
-    const HEADER_BLOCK: usize = 4096;
-    const CHUNK: usize = 65536;
-    const MAX_RECORDS_PER_CHUNK: u64 = (CHUNK / 24) as u64;
+    const MAX_RECORDS_PER_CHUNK: u64 = (CHUNK_BYTES / 24) as u64;
     let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
     let declared = if data.len() >= 44 { u16::from_le_bytes([data[42], data[43]]) as usize } else { 0 };
-    let present = data.len().saturating_sub(HEADER_BLOCK).div_ceil(CHUNK);
+    let present = data.len().saturating_sub(FILE_HEADER_BLOCK).div_ceil(CHUNK_BYTES);
     let mut ranges = Vec::new();
     for index in 0..declared.max(present) {
-        let offset = HEADER_BLOCK + index * CHUNK;
-        if offset + CHUNK > data.len() {
+        let offset = FILE_HEADER_BLOCK + index * CHUNK_BYTES;
+        if offset + CHUNK_BYTES > data.len() {
             return None; // missing, or truncated: the ledger reports (or may report) it
         }
         if &data[offset..offset + 8] != b"ElfChnk\x00" {

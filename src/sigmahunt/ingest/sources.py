@@ -118,7 +118,7 @@ def iter_files(paths: Sequence[str | Path]) -> Iterator[tuple[str, bool] | Unrea
 def _walk(root: str) -> list[str]:
     """All candidate files under ``root``, sorted by path component-wise (as ``Path``
     objects sort), as strings: a ``Path`` per file, its sorting and its formatting cost
-    ~30 us per file of a folder of small logs (bench/RESULTS.md, session 10)."""
+    ~30 us per file under cProfile, in a folder of small logs (bench/RESULTS.md, session 10)."""
     found: list[tuple[tuple[str, ...], str]] = []
     prefix = "" if root == os.curdir else root  # str(Path(".") / "x") is "x"
     for folder, dirs, files in os.walk(root):
