@@ -132,6 +132,32 @@ def test_one_scan_for_all_selectors_gives_each_selectors_rows(seed: int, engine:
             assert np.array_equal(_dense(found, frame.height), _dense(expected, frame.height))
 
 
+@requires_native
+@pytest.mark.parametrize("seed", range(3))
+def test_more_literals_than_one_search_pack_give_the_same_rows(seed: int) -> None:
+    """The native scan searches literals in packs of 64 (``FIND_PACK``), then each value
+    found once for all of them: with 150 folded and 80 cased literals besides, values
+    holding a literal of the last pack, of several packs, or a case variant of a cased one
+    must give the rows the per-selector reference gives."""
+    many = {**LITERALS, 5: ([f"filler{i}::" for i in range(150)], [f"Cased{i}!" for i in range(80)])}
+    prefilters = {s: None if lits is None else KeywordPrefilter(*lits) for s, lits in many.items()}
+    extra = ["see FILLER149:: here", "filler3:: and filler140::", "x Cased79! y", "cased79! lower", "filler64::",
+             "filler63::", "kerberos:: then filler100::", "fillerX::"]
+    rng = random.Random(seed)
+    height = 300
+    frame = pl.DataFrame({
+        "CommandLine": [rng.choice([*VALUES, *extra, None]) for _ in range(height)],
+        "Notes": [rng.choice([*extra, None]) for _ in range(height)],
+    })
+    evaluator = _evaluator(prefilters, "native")
+    for selector_masks in [dict.fromkeys(many, True), {**dict.fromkeys(many, False), 5: True}]:
+        expected = _per_selector(evaluator, frame, True, selector_masks)
+        found = evaluator._column_candidates(frame, True, selector_masks)
+        assert np.array_equal(_dense(found, height), _dense(expected, height))
+    found = evaluator._column_candidates(frame, True, {**dict.fromkeys(many, False), 5: True})
+    assert 0 < np.count_nonzero(_dense(found, height)) < height
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_candidates_cover_each_kind_of_value(engine: str) -> None:
     frame = pl.DataFrame({
