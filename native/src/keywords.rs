@@ -8,8 +8,9 @@
 //! ~10% off a whole hunt of 100,000 packed EVTX records against Polars
 //! (session 6), and since its caseless literals are searched in lowercased values
 //! (session 7, see `Pass`) faster than the Hyperscan path too. Each column's values
-//! are copied side by side and searched in one pass by a leftmost-first Aho-Corasick DFA;
-//! only a value where it stops is searched again for every literal it holds (overlapping,
+//! are copied side by side and searched by leftmost-first Aho-Corasick DFAs (one per pack
+//! of 64 literals, see `FIND_PACK`); only a value where one stops is searched again, once,
+//! for every literal it holds (overlapping,
 //! so that no selector's literal hides behind another's). Value-by-value searches cost
 //! more: the per-call set-up outweighs a short value's bytes. A match lies within one
 //! value, as the Python side requires. (Gathering all columns' values natively for one
@@ -36,7 +37,8 @@ const SEPARATOR: u8 = 0;
 /// for all literals.
 const FIND_PACK: usize = 64;
 
-/// Literals searched in one pass: `find` stops at the leftmost one, `every` lists all.
+/// Literals searched in one pass: each `finds` automaton stops at the leftmost of its pack,
+/// `every` lists all.
 ///
 /// A caseless pass searches its literals, ASCII-lowercased, in the values ASCII-lowercased
 /// (`Column::lower`), case-sensitively: the same positions as an ASCII case-insensitive
