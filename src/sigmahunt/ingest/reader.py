@@ -103,19 +103,18 @@ def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unrea
     session 10).
     """
     bundle: list[_Task | Unreadable] = []
-    size = 0
+    leaves: set[int] = set()
+    size = 0  # _bundle_bytes(bundle), kept as it grows
     for item in items:
         bundle.append(item)
-        size += _task_bytes(item)
+        if isinstance(item, _Task) and id(item.leaf) not in leaves:
+            leaves.add(id(item.leaf))
+            size += len(item.leaf.data)
         if size >= BUNDLE_BYTES or len(bundle) >= BUNDLE_ITEMS:
             yield bundle
-            bundle, size = [], 0
+            bundle, leaves, size = [], set(), 0
     if bundle:
         yield bundle
-
-
-def _task_bytes(item: _Task | Unreadable) -> int:
-    return len(item.leaf.data) if isinstance(item, _Task) else 0
 
 
 def _bundle_bytes(bundle: list[_Task | Unreadable]) -> int:
