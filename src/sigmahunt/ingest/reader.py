@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -81,7 +82,7 @@ def _read(
     # matching thread. Binary EVTX files are read in units by lanes of their own threads
     # (see _outputs).
     bundles = _bundled(_prepare(iter_leaves(paths, password), forced, projection))
-    tasks = _unbundled(prefetch(bundles, BUNDLES_AHEAD, _bundle_bytes, BUNDLES_AHEAD_BYTES))
+    tasks = _unbundled(prefetch(bundles, BUNDLES_AHEAD, _bundle_size, BUNDLES_AHEAD_BYTES))
     yield from prefetch(_batched(_outputs(tasks, batcher.batch_size), batcher))
 
 
@@ -93,8 +94,20 @@ BUNDLES_AHEAD = 16
 BUNDLES_AHEAD_BYTES = 16 << 20
 
 
-def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unreadable]]:
-    """Consecutive tasks in lists of up to ``BUNDLE_BYTES`` of input (a larger task alone).
+class _Bundle(NamedTuple):
+    """Consecutive tasks, and their input's bytes (a file counted once: a JSON file's
+    chunks share it), which the read-ahead weighs."""
+
+    tasks: list[_Task | Unreadable]
+    size: int
+
+
+def _bundle_size(bundle: _Bundle) -> int:
+    return bundle.size
+
+
+def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[_Bundle]:
+    """Consecutive tasks in bundles of up to ``BUNDLE_BYTES`` of input (a larger task alone).
 
     Why: handing each task over on its own woke the consuming thread per file, and with
     a folder of small EVTX files (a host's logs, ~70 KB each) those hand-overs between
@@ -102,29 +115,24 @@ def _bundled(items: Iterator[_Task | Unreadable]) -> Iterator[list[_Task | Unrea
     lets the planning thread run on while the EVTX lanes parse (bench/RESULTS.md,
     session 10).
     """
-    bundle: list[_Task | Unreadable] = []
+    tasks: list[_Task | Unreadable] = []
     leaves: set[int] = set()
-    size = 0  # _bundle_bytes(bundle), kept as it grows
+    size = 0
     for item in items:
-        bundle.append(item)
+        tasks.append(item)
         if isinstance(item, _Task) and id(item.leaf) not in leaves:
             leaves.add(id(item.leaf))
             size += len(item.leaf.data)
-        if size >= BUNDLE_BYTES or len(bundle) >= BUNDLE_ITEMS:
-            yield bundle
-            bundle, leaves, size = [], set(), 0
-    if bundle:
-        yield bundle
+        if size >= BUNDLE_BYTES or len(tasks) >= BUNDLE_ITEMS:
+            yield _Bundle(tasks, size)
+            tasks, leaves, size = [], set(), 0
+    if tasks:
+        yield _Bundle(tasks, size)
 
 
-def _bundle_bytes(bundle: list[_Task | Unreadable]) -> int:
-    """A bundle's input bytes (tasks of one file counted once: a JSON file's chunks share it)."""
-    return sum(len(leaf.data) for leaf in {id(t.leaf): t.leaf for t in bundle if isinstance(t, _Task)}.values())
-
-
-def _unbundled(bundles: Iterator[list[_Task | Unreadable]]) -> Iterator[_Task | Unreadable]:
+def _unbundled(bundles: Iterator[_Bundle]) -> Iterator[_Task | Unreadable]:
     for bundle in bundles:
-        yield from bundle
+        yield from bundle.tasks
 
 
 def _batched(outputs: Iterator[pl.DataFrame | Unreadable], batcher: Batcher) -> Iterator[EventBatch | Unreadable]:
