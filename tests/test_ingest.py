@@ -495,6 +495,59 @@ def test_folder_walk_orders_and_names_files_as_pathlib(tmp_path: Path, monkeypat
     assert [path for path, _ in sources.iter_files(["."])][:2] == ["B.json", "Sub/deeper/w.csv"]
 
 
+def _python_reads(paths: list[str]) -> list[bytes | str]:
+    """What ``sources.read_file`` gives for each path: the bytes, or the error's wording."""
+    results: list[bytes | str] = []
+    for path in paths:
+        try:
+            data = sources.read_file(path)
+        except OSError as exc:
+            results.append(str(exc.strerror))
+        else:
+            results.append(data if isinstance(data, bytes) else data[:])
+    return results
+
+
+@pytest.mark.skipif(sources.native() is None, reason="the native module is absent")
+def test_native_read_files_reads_as_python_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_files`` gives a file's bytes or ``errno`` as Python's reading would, and
+    leaves to Python a large file, a folder, and a file whose size is not its length
+    (``/proc``: the bytes after the size it reports must not be lost)."""
+    module = sources.native()
+    assert module is not None
+    (tmp_path / "empty.evtx").write_bytes(b"")
+    (tmp_path / "one").write_bytes(b"x")
+    (tmp_path / "random.evtx").write_bytes(os.urandom(100_000))
+    (tmp_path / "large.json").write_bytes(b"{}" * 150_000)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    names = ["empty.evtx", "one", "random.evtx", "large.json", "folder", "dangling", "missing"]
+    paths = [str(tmp_path / name) for name in names]
+    proc = [p for p in ["/proc/self/status"] if Path(p).is_file()]
+    got = module.read_files(paths + proc, 200_000, 1 << 30)
+    assert [type(item).__name__ for item in got] == (
+        ["bytes", "bytes", "bytes", "NoneType", "NoneType", "int", "int"] + ["NoneType"] * len(proc))
+    assert [os.strerror(item) if isinstance(item, int) else item for item in got[:3] + got[5:7]] == (
+        _python_reads(paths[:3] + paths[5:7]))
+    # reading stops after the file that brings the group to the byte limit (at least one)
+    assert len(module.read_files(paths, 1 << 20, 1)) == 2  # empty.evtx adds 0 bytes, one.evtx 1
+    assert len(module.read_files(paths[2:], 1 << 20, 1)) == 1
+    assert module.read_files([], 1, 1) == []
+    # through sources: the same bytes, reports and order as read_file gives, in any grouping
+    monkeypatch.setattr(sources, "MAP_EVTX_BYTES", 200_000)
+    expected = [(path, _python_reads([path])[0]) for path in paths + proc]
+    for files, limit in [(64, 1 << 20), (3, 1), (1, 1 << 20)]:
+        monkeypatch.setattr(sources, "READ_GROUP_FILES", files)
+        monkeypatch.setattr(sources, "READ_GROUP_BYTES", limit)
+        entries: list[tuple[str, bool] | Unreadable] = [(path, False) for path in paths + proc]
+        entries.insert(2, Unreadable("x", "file", "listed"))
+        read = list(sources._with_contents(iter(entries)))
+        assert read[2] == entries[2]
+        del read[2]
+        assert [(item[0], item[2].reason.removeprefix("cannot read file: ") if isinstance(item[2], Unreadable)
+                 else item[2]) for item in read if not isinstance(item, Unreadable)] == expected
+
+
 _NAME_PIECES = ["a", "B", ".", "/", "\\", "..", ".git", "__MACOSX", "x.EVTX", ".json", "t.tar.gz", " "]
 
 

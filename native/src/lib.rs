@@ -13,6 +13,7 @@ pub mod arrow_view;
 pub mod buffers;
 pub mod evtx_columns;
 pub mod fast_map;
+pub mod files;
 pub mod kernel;
 pub mod keywords;
 pub mod matcher;
@@ -21,7 +22,7 @@ pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
-const ABI: u32 = 6;
+const ABI: u32 = 7;
 
 #[pymodule]
 fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,6 +33,7 @@ fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<matcher::FieldMatcher>()?;
     m.add_class::<kernel::RuleKernel>()?;
     m.add_class::<kernel::KernelBatch>()?;
+    m.add_function(wrap_pyfunction!(files::read_files, m)?)?;
     m.add_function(wrap_pyfunction!(ndjson::project_flat_lines, m)?)?;
     m.add_function(wrap_pyfunction!(ndjson::count_newlines, m)?)?;
     m.add_function(wrap_pyfunction!(timestamps::iso_utc_array, m)?)?;

@@ -16,7 +16,7 @@ from functools import cache
 from types import ModuleType
 
 #: The ``ABI`` the Python side was written for (see native/src/lib.rs).
-ABI = 6
+ABI = 7
 OFF_VALUES = frozenset({"0", "off", "false", "no"})
 
 

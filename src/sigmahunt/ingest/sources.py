@@ -22,11 +22,12 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from types import ModuleType
 from typing import Generic, TypeVar, cast
 
-from ..native import OFF_VALUES
+from ..native import OFF_VALUES, native
 from .formats import (
     EVTX_MAGIC,
     NON_LOG_SUFFIXES,
@@ -146,17 +147,65 @@ def iter_leaves(paths: Sequence[str | Path], password: str | None = None) -> Ite
     """Every leaf byte stream under ``paths``, archives expanded in memory.
 
     ``password`` opens encrypted zip (ZipCrypto) and 7z (AES) members."""
-    for entry in iter_files(paths):
+    for entry in _with_contents(iter_files(paths)):
         if isinstance(entry, Unreadable):
             yield entry
             continue
-        path, explicit = entry
-        try:
-            data = read_file(path)
-        except OSError as exc:
-            yield Unreadable(path, "file", f"cannot read file: {exc.strerror or exc}")
+        path, explicit, data = entry
+        if isinstance(data, Unreadable):
+            yield data
             continue
         yield from expand(path, data, explicit, password=password)
+
+
+#: Files under MAP_EVTX_BYTES are read natively in groups of up to this many files, and
+#: bytes (the file that reaches it ends a group): see :func:`_with_contents`.
+READ_GROUP_FILES = 64
+READ_GROUP_BYTES = 1 << 20
+
+
+def _with_contents(
+    entries: Iterator[tuple[str, bool] | Unreadable],
+) -> Iterator[tuple[str, bool, LeafData | Unreadable] | Unreadable]:
+    """Each file with its bytes (or the report of why they cannot be read), in order.
+
+    Why groups: in a folder of small logs, Python's ``open``, ``fstat``, ``readall`` and
+    ``close`` each give up the GIL and wait to take it back from the EVTX lanes and the
+    hunt; the native ``read_files`` reads a group with one release (bench/RESULTS.md,
+    session 11). Without the native module, or for a file it leaves to Python (large,
+    not regular, changed while read), :func:`read_file` reads it.
+    """
+    module = native()
+    while group := list(islice(entries, READ_GROUP_FILES)):
+        paths = [entry[0] for entry in group if not isinstance(entry, Unreadable)]
+        contents: deque[bytes | int | None] = deque()
+        for entry in group:
+            if isinstance(entry, Unreadable):
+                yield entry
+                continue
+            if module is not None and not contents:
+                read = module.read_files(paths, MAP_EVTX_BYTES, READ_GROUP_BYTES)
+                del paths[: len(read)]
+                contents.extend(read)
+            path, explicit = entry
+            yield path, explicit, _contents(path, contents.popleft() if module is not None else None)
+
+
+def _contents(path: str, read: bytes | int | None) -> LeafData | Unreadable:
+    """A file's bytes from what ``read_files`` gave for it: the bytes, an ``errno``, or
+    None (:func:`read_file` reads it)."""
+    if isinstance(read, bytes):
+        return read
+    if isinstance(read, int):
+        return _unreadable_file(path, os.strerror(read))
+    try:
+        return read_file(path)
+    except OSError as exc:
+        return _unreadable_file(path, exc.strerror or str(exc))
+
+
+def _unreadable_file(path: str, reason: str) -> Unreadable:
+    return Unreadable(path, "file", f"cannot read file: {reason}")
 
 
 def read_file(path: str | Path) -> LeafData:
