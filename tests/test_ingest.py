@@ -706,6 +706,7 @@ def test_batches_respect_batch_size_and_merge_small_files(tmp_path: Path) -> Non
     assert [len(b) for b in batches] == [4, 4, 4, 3]
     assert all(b.frame.columns[:3] == ["_source", "_position", "_timestamp"] for b in batches)
     assert batches[0].frame["F0"].to_list() == ["x", "x", "x", None]
+    assert all(set(b.frame.n_chunks("all")) == {1} for b in batches)  # joined once, not per export
 
 
 # --------------------------------------------------------------------------
