@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sigmahunt.engines import spark as engine
-    from sigmahunt.hunting import _ingest_file, expand_log_paths, run_hunt
+    from sigmahunt.hunting import _ingest_file, log_files, run_hunt
     from sigmahunt.results import HuntSummary
     from sigmahunt.rules.prepare import prepare_rules
     from sigmahunt.store import EventStore, file_digest
@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         store = EventStore(store_dir)
-        for path in expand_log_paths(args.corpus):
+        for file in log_files(args.corpus)[0]:
             if args.limit and store.events() >= args.limit:
                 break
-            if path.name.upper().startswith(("LICENSE", "README")):
+            if Path(file.path).name.upper().startswith(("LICENSE", "README")):
                 continue
-            digest = file_digest(path)
-            if not store.is_current(str(path), digest):
-                for _ in _ingest_file(path, digest, store, HuntSummary(), None):
+            digest = file_digest(Path(file.path))
+            if not store.is_current(file.path, digest):
+                for _ in _ingest_file(file, digest, store, HuntSummary(), None):
                     pass
         ingest_s = time.perf_counter() - started
         files, events = len(store.sources), store.events()

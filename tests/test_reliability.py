@@ -115,9 +115,9 @@ def test_an_interrupted_ingest_leaves_a_consistent_store_that_a_rerun_completes(
     store = tmp_path / "store"
     real = hunting._ingest_file
 
-    def interrupted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        for frame in real(path, *args, **kwargs):
-            if path.name == "b.jsonl":
+    def interrupted(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for frame in real(file, *args, **kwargs):
+            if Path(file.path).name == "b.jsonl":
                 raise KeyboardInterrupt
             yield frame
 
@@ -218,6 +218,38 @@ def test_worker_processes_give_exactly_the_sequential_detections(monkeypatch: py
     in_workers = run_hunt(logs, rules, cache_dir=False, workers=2)
     assert in_workers.summary.events_read == sequential.summary.events_read == 81
     assert in_workers.dataframe.to_json(date_format="iso") == sequential.dataframe.to_json(date_format="iso")
+
+
+def test_a_hunt_reads_a_folder_as_the_ingest_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notes, READMEs, rule files and VCS folders beside the logs are not logs: hunting the
+    folder reports none of them, in one process, in worker processes and through a store,
+    exactly as ``read_logs`` of the folder skips them (SigmaHQ's regression samples keep an
+    ``info.yml`` beside each EVTX file). A path that does not exist is still reported."""
+    from sigmahunt import parallel
+    from sigmahunt.ingest import Unreadable, read_logs
+
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    (logs / ".git").mkdir()
+    for name in ["security_flat.jsonl", "sysmon_evtx_dump.json"]:
+        (logs / "sub" / name).write_bytes((EXAMPLES / "logs" / name).read_bytes())
+    (logs / "README.md").write_text("# samples\n")
+    (logs / "sub" / "info.yml").write_text("id: 1\n")
+    (logs / "notes.txt").write_text("plain notes\n")
+    (logs / "LICENSE").write_text("MIT\n")
+    (logs / ".git" / "config").write_text("[core]\n")
+    assert not [item for item in read_logs([logs]) if isinstance(item, Unreadable)]
+    rules = [EXAMPLES / "rules"]
+    expected = run_hunt([logs / "sub"], rules, cache_dir=False, workers=1)
+    assert expected.summary.events_read > 0 and expected.records
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    for options in [{"workers": 1}, {"workers": 2}, {"store": tmp_path / "store"}]:
+        result = run_hunt([logs, tmp_path / "missing"], rules, cache_dir=False, **options)  # type: ignore[arg-type]
+        assert [(u.source, u.reason) for u in result.summary.unreadable] == [
+            (str(tmp_path / "missing"), "no such file or folder")], options
+        assert result.dataframe.to_json(date_format="iso") == expected.dataframe.to_json(date_format="iso"), options
+    report = ingest_into_store([logs], tmp_path / "store2")
+    assert report.events_stored == expected.summary.events_read and not report.unreadable
 
 
 def test_writing_to_a_device_keeps_the_device(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ already holds a file with the same content is not re-parsed: its stored events a
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,16 @@ import polars as pl
 
 from sigmahunt.engines.embedded.evaluator import BatchEvaluator
 from sigmahunt.engines.embedded.ir import CompiledRule
-from sigmahunt.ingest import RAW_COL, EventBatch, Projection, Unreadable, complete_records, read_logs
+from sigmahunt.ingest import (
+    RAW_COL,
+    EventBatch,
+    LogFile,
+    Projection,
+    Unreadable,
+    complete_records,
+    iter_files,
+    read_logs,
+)
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
@@ -72,16 +82,28 @@ class HuntResult:
         return self._frame
 
 
-def expand_log_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named, and every file below named folders (sorted, for deterministic output)."""
-    out: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+def log_files(paths: Iterable[str | Path]) -> tuple[list[LogFile], list[str]]:
+    """The files a hunt reads under ``paths``, and the paths that do not exist.
+
+    Folders are walked as the ingest walks them (:func:`sigmahunt.ingest.iter_files`: sorted;
+    hidden folders, metadata and non-log files left out; a file found there that is not a
+    log skipped silently when read), so a hunt that hands its files on in parts (worker
+    processes, the event store) reads exactly what ``read_logs`` of the folder reads.
+    """
+    files: list[LogFile] = []
+    missing: list[str] = []
+    for entry in iter_files(list(paths)):
+        if isinstance(entry, Unreadable):
+            missing.append(entry.source)
         else:
-            out.append(path)
-    return out
+            files.append(entry)
+    return files, missing
+
+
+def expand_log_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named, and the files below named folders as a hunt reads them (see
+    :func:`log_files`), in order; a path that does not exist is kept, for the caller to report."""
+    return [Path(entry.source if isinstance(entry, Unreadable) else entry.path) for entry in iter_files(list(paths))]
 
 
 class DetectionCollector:
@@ -176,18 +198,20 @@ def run_hunt(
     progress.on_rules(len(runnable))
     collector = DetectionCollector(runnable)
     with EventStore(store) as event_store, _rule_plan_frozen(prepared):
-        files = _existing_files(logs, summary) if logs and event_store.temporary else []
+        walked = log_files(logs) if logs else None
         worker_total = worker_count(workers)
-        if files and should_parallelise(files, worker_total):
-            progress.total_bytes(sum(f.stat().st_size for f in files))
+        sizes = _parallel_sizes(walked, worker_total) if event_store.temporary else None
+        if walked is not None and sizes is not None:
+            progress.total_bytes(sum(sizes))
             local = HuntState.of(runnable, BatchEvaluator(prepared.plan()))
-            hunt_in_workers(files, runnable, format_in, lambda part: _merge(part, summary, collector, progress),
+            hunt_in_workers(walked[0], sizes, runnable, format_in,
+                            lambda part: _merge(part, summary, collector, progress),
                             workers=worker_total, event_filter=event_filter, local=local)
         else:
             evaluator = BatchEvaluator(prepared.plan())
             evaluator.start_preparing()  # built while the first batch is read
             projection = hunt_projection(evaluator)
-            for frame in _hunted_batches(logs, event_store, summary, format_in, progress, projection):
+            for frame in _hunted_batches(logs, event_store, summary, format_in, progress, projection, walked):
                 summary.events_read += frame.height
                 progress.on_events(frame.height)
                 if event_filter is not None:
@@ -240,9 +264,13 @@ def _natural(position: str) -> tuple[str, int]:
     return (head, int(number)) if number.isdigit() else (position, 0)
 
 
-def _existing_files(logs: Sequence[str | Path], summary: HuntSummary) -> list[Path]:
-    files = expand_log_paths(logs)
-    return files if all(f.exists() for f in files) else []  # missing files: the sequential path reports them
+def _parallel_sizes(walked: tuple[list[LogFile], list[str]] | None, workers: int) -> list[int] | None:
+    """The files' sizes when the hunt should run in worker processes, else None (one
+    process; also when a path is missing: the sequential path reports it)."""
+    if walked is None or walked[1] or workers < 2 or len(walked[0]) < 2:
+        return None
+    sizes = [os.stat(file.path).st_size for file in walked[0]]
+    return sizes if should_parallelise(sizes, workers) else None
 
 
 def _merge(part: WorkerResult, summary: HuntSummary, collector: DetectionCollector, progress: Progress) -> None:
@@ -282,23 +310,23 @@ def _hunted_batches(
     format_in: str | None,
     progress: Progress,
     projection: Projection | None = None,
+    walked: tuple[list[LogFile], list[str]] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Batches of every log named (from the store when unchanged), or of the whole store.
 
     ``projection`` applies to a temporary store only: a persistent store keeps every field.
+    ``walked``: :func:`log_files` of ``logs``, when the caller has it already.
     """
     if not logs:
         for source in sorted(store.sources.values(), key=lambda s: s.path):
             _count_unreadable(summary, source.unreadable)
         yield from coalesce(store.iter_batches())
         return
-    files = expand_log_paths(logs)
-    for path in files:
-        if not path.exists():
-            summary.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
-            summary.events_unreadable += 1
-    files = [f for f in files if f.exists()]
-    progress.total_bytes(sum(f.stat().st_size for f in files))
+    files, missing = walked if walked is not None else log_files(logs)
+    for path in missing:
+        summary.unreadable.append(UnreadableRecord(path, "file", "no such file or folder"))
+        summary.events_unreadable += 1
+    progress.total_bytes(sum(os.stat(file.path).st_size for file in files))
     if store.temporary:
         # One reader over every file: it overlaps reading with hunting and packs small
         # files into full batches (per-batch costs are paid per batch, not per file).
@@ -314,7 +342,7 @@ def hunt_projection(evaluator: BatchEvaluator) -> Projection:
     return Projection.of([*evaluator.plan.fields_read(), "Computer"], evaluator.chunk_keyword_scanner)
 
 
-def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,
+def _read_all(files: list[LogFile], summary: HuntSummary, format_in: str | None,
               progress: Progress, projection: Projection | None = None) -> Iterator[pl.DataFrame]:
     for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS, projection=projection):
         if isinstance(item, Unreadable):
@@ -324,17 +352,17 @@ def _read_all(files: list[Path], summary: HuntSummary, format_in: str | None,
             yield item.frame
 
 
-def _per_file_batches(files: list[Path], store: EventStore, summary: HuntSummary, format_in: str | None,
+def _per_file_batches(files: list[LogFile], store: EventStore, summary: HuntSummary, format_in: str | None,
                       progress: Progress) -> Iterator[pl.DataFrame]:
-    for path in files:
-        progress.on_file(str(path))
-        digest = file_digest(path)
-        if store.is_current(str(path), digest):
-            _count_unreadable(summary, store.sources[str(path)].unreadable)
-            yield from store.iter_batches([str(path)])
+    for file in files:
+        progress.on_file(file.path)
+        digest = file_digest(Path(file.path))
+        if store.is_current(file.path, digest):
+            _count_unreadable(summary, store.sources[file.path].unreadable)
+            yield from store.iter_batches([file.path])
         else:
-            yield from _ingest_file(path, digest, store, summary, format_in)
-        progress.on_bytes(path.stat().st_size)
+            yield from _ingest_file(file, digest, store, summary, format_in)
+        progress.on_bytes(os.stat(file.path).st_size)
 
 
 #: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for
@@ -370,10 +398,10 @@ def _record_unreadable(summary: HuntSummary, item: Unreadable) -> None:
 
 
 def _ingest_file(
-    path: Path, digest: str, store: EventStore, summary: HuntSummary, format_in: str | None
+    file: LogFile, digest: str, store: EventStore, summary: HuntSummary, format_in: str | None
 ) -> Iterator[pl.DataFrame]:
-    writer = None if store.temporary else store.begin_source(str(path), digest)
-    for item in read_logs([path], format_in=format_in, batch_size=BATCH_ROWS):
+    writer = None if store.temporary else store.begin_source(file.path, digest)
+    for item in read_logs([file], format_in=format_in, batch_size=BATCH_ROWS):
         if isinstance(item, Unreadable):
             _record_unreadable(summary, item)
             if writer:
@@ -407,19 +435,19 @@ def ingest_into_store(logs: Sequence[str | Path], store: str | Path, format_in: 
     progress = progress or Progress()
     report = IngestReport()
     summary = HuntSummary()
+    files, missing = log_files(logs)
+    for path in missing:
+        report.unreadable.append(UnreadableRecord(path, "file", "no such file or folder"))
+        report.events_unreadable += 1
     with EventStore(store) as event_store:
-        for path in expand_log_paths(logs):
-            if not path.exists():
-                report.unreadable.append(UnreadableRecord(str(path), "file", "no such file or folder"))
-                report.events_unreadable += 1
-                continue
-            progress.on_file(str(path))
-            digest = file_digest(path)
-            if event_store.is_current(str(path), digest):
+        for file in files:
+            progress.on_file(file.path)
+            digest = file_digest(Path(file.path))
+            if event_store.is_current(file.path, digest):
                 report.files_unchanged += 1
                 continue
             report.files_read += 1
-            for frame in _ingest_file(path, digest, event_store, summary, format_in):
+            for frame in _ingest_file(file, digest, event_store, summary, format_in):
                 report.events_stored += frame.height
                 progress.on_events(frame.height)
     report.events_unreadable += summary.events_unreadable

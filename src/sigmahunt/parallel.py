@@ -21,13 +21,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from queue import Empty, Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from sigmahunt.engines.embedded.ir import CompiledRule
+
+if TYPE_CHECKING:
+    from sigmahunt.ingest.sources import LogFile
 
 #: Below this many bytes of input, starting workers costs more than it saves.
 MIN_PARALLEL_BYTES = 16 * 1024 * 1024  # on disk: compressed logs expand ~10-30x
@@ -59,10 +61,11 @@ def worker_count(requested: int | None = None) -> int:
     return max(1, cores // CORES_PER_PROCESS)
 
 
-def should_parallelise(files: Sequence[Path], workers: int) -> bool:
-    if workers < 2 or len(files) < 2:
+def should_parallelise(sizes: Sequence[int], workers: int) -> bool:
+    """Whether files of these sizes are worth worker processes."""
+    if workers < 2 or len(sizes) < 2:
         return False
-    return sum(f.stat().st_size for f in files) >= MIN_PARALLEL_BYTES
+    return sum(sizes) >= MIN_PARALLEL_BYTES
 
 
 @dataclass
@@ -73,19 +76,20 @@ class WorkerResult:
     bytes_done: int = 0
 
 
-def partition(files: Sequence[Path], parts: int) -> list[list[Path]]:
-    """Greedy balance by size (largest first), each part in path order for determinism."""
-    buckets: list[tuple[int, list[Path]]] = [(0, []) for _ in range(max(1, min(parts, len(files))))]
-    for path in sorted(files, key=lambda p: (-p.stat().st_size, str(p))):
+def partition(files: Sequence[LogFile], sizes: Sequence[int], parts: int) -> list[list[LogFile]]:
+    """Greedy balance by size (largest first), each part in input (walk) order for determinism."""
+    buckets: list[tuple[int, list[int]]] = [(0, []) for _ in range(max(1, min(parts, len(files))))]
+    for index in sorted(range(len(files)), key=lambda i: (-sizes[i], i)):
         size, members = min(buckets, key=lambda b: b[0])
         buckets.remove((size, members))
-        members.append(path)
-        buckets.append((size + path.stat().st_size, members))
-    return [sorted(members) for _, members in buckets if members]
+        members.append(index)
+        buckets.append((size + sizes[index], members))
+    return [[files[i] for i in sorted(members)] for _, members in buckets if members]
 
 
 def hunt_in_workers(
-    files: Sequence[Path],
+    files: Sequence[LogFile],
+    sizes: Sequence[int],
     runnable: Sequence[CompiledRule],
     format_in: str | None,
     on_result: Callable[[WorkerResult], None],
@@ -103,7 +107,7 @@ def hunt_in_workers(
     thread.
     """
     rules_json = orjson.dumps([r.to_json() for r in runnable])
-    tasks: deque[list[Path]] = deque(partition(files, workers * TASKS_PER_WORKER))
+    tasks: deque[list[LogFile]] = deque(partition(files, sizes, workers * TASKS_PER_WORKER))
     finished: Queue[Future[bytes]] = Queue()
     processes = workers - 1 if local is not None else workers
     context = multiprocessing.get_context("spawn")  # never fork a process with Rust thread pools
@@ -120,7 +124,7 @@ def hunt_in_workers(
                 return
             with lock:
                 outstanding += 1
-            future = pool.submit(_hunt_task, [str(p) for p in task], format_in, event_filter)
+            future = pool.submit(_hunt_task, task, format_in, event_filter)
             future.add_done_callback(on_done)
 
         def on_done(future: Future[bytes]) -> None:
@@ -148,7 +152,7 @@ def hunt_in_workers(
                 task = tasks.popleft()
             except IndexError:
                 break
-            on_result(hunt_files(local, [str(p) for p in task], format_in, event_filter))
+            on_result(hunt_files(local, task, format_in, event_filter))
             drain(block=False)
         drain(block=True)
 
@@ -177,19 +181,19 @@ def _init_worker(rules_json: bytes) -> None:
     gc.freeze()  # the plan lives as long as the worker: keep the collector off it
 
 
-def _hunt_task(paths: list[str], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:
-    return orjson.dumps(hunt_files(_worker_state["state"], paths, format_in, event_filter).__dict__)
+def _hunt_task(files: list[LogFile], format_in: str | None, event_filter: Callable[[Any], Any] | None = None) -> bytes:
+    return orjson.dumps(hunt_files(_worker_state["state"], files, format_in, event_filter).__dict__)
 
 
-def hunt_files(state: HuntState, paths: list[str], format_in: str | None,
+def hunt_files(state: HuntState, files: list[LogFile], format_in: str | None,
                event_filter: Callable[[Any], Any] | None = None) -> WorkerResult:
     """One task: read the files (small ones packed into full batches) and hunt them."""
     from sigmahunt.hunting import BATCH_ROWS, DetectionCollector
     from sigmahunt.ingest import EventBatch, read_logs
 
     collector = DetectionCollector(state.rules)
-    result = WorkerResult(bytes_done=sum(Path(p).stat().st_size for p in paths))
-    for item in read_logs(paths, format_in=format_in, batch_size=BATCH_ROWS, projection=state.projection):
+    result = WorkerResult(bytes_done=sum(os.stat(file.path).st_size for file in files))
+    for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS, projection=state.projection):
         if not isinstance(item, EventBatch):
             result.unreadable.append({"source": item.source, "position": item.position, "reason": item.reason})
             continue

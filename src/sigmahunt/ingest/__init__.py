@@ -57,6 +57,8 @@ from .formats import LogFormat, detect_format
 from .json_reader import complete_records, complete_rows
 from .model import METADATA_COLUMNS, RAW_COL, RAW_HITS_COL, EventBatch, Projection, RawLineScanner, Unreadable
 from .reader import read_logs
+from .sources import LogFile, iter_files
 
-__all__ = ["METADATA_COLUMNS", "RAW_COL", "RAW_HITS_COL", "EventBatch", "LogFormat", "Projection", "RawLineScanner",
-           "Unreadable", "complete_records", "complete_rows", "detect_format", "read_logs"]
+__all__ = ["METADATA_COLUMNS", "RAW_COL", "RAW_HITS_COL", "EventBatch", "LogFile", "LogFormat", "Projection",
+           "RawLineScanner", "Unreadable", "complete_records", "complete_rows", "detect_format", "iter_files",
+           "read_logs"]

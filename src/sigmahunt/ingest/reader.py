@@ -26,7 +26,7 @@ from .formats import (
 from .frames import Batcher
 from .json_reader import JsonPlan, execute_json, plan_json
 from .model import EventBatch, Projection, Unreadable, internal_error
-from .sources import Leaf, Prefetched, iter_leaves, prefetch
+from .sources import Leaf, LogFile, Prefetched, iter_leaves, prefetch
 from .xml_reader import read_evtx_xml
 
 DEFAULT_BATCH_SIZE = 50_000
@@ -35,7 +35,7 @@ ARCHIVE_PASSWORD_ENV = "SIGMAHUNT_ARCHIVE_PASSWORD"
 
 
 def read_logs(
-    paths: Sequence[str | Path] | str | Path,
+    paths: Sequence[str | Path | LogFile] | str | Path | LogFile,
     format_in: str | LogFormat | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     archive_password: str | None = None,
@@ -43,7 +43,8 @@ def read_logs(
 ) -> Iterator[EventBatch | Unreadable]:
     """Read Windows event logs of any supported format into String batches.
 
-    ``paths`` are files or folders (walked recursively in sorted order);
+    ``paths`` are files or folders (walked recursively in sorted order), or the
+    :class:`LogFile` entries of such a walk, handed on;
     gzip, zip and 7z are unwrapped in memory; ``archive_password`` opens
     encrypted zip (ZipCrypto) and 7z members (members that need it, or
     another one, are reported as Unreadable).  ``format_in`` forces the format of
@@ -54,7 +55,7 @@ def read_logs(
     """
     forced = LogFormat.parse(format_in) if format_in is not None else None
     batcher = Batcher(batch_size)
-    if isinstance(paths, (str, Path)):
+    if isinstance(paths, (str, Path, LogFile)):
         paths = [paths]
     if archive_password is None:  # the CLI passes it this way, so worker processes inherit it
         archive_password = os.environ.get(ARCHIVE_PASSWORD_ENV) or None
@@ -71,7 +72,7 @@ class _Task:
 
 
 def _read(
-    paths: list[str | Path], forced: LogFormat | None, batcher: Batcher, password: str | None = None,
+    paths: list[str | Path | LogFile], forced: LogFormat | None, batcher: Batcher, password: str | None = None,
     projection: Projection | None = None,
 ) -> Iterator[EventBatch | Unreadable]:
     # A three-stage pipeline: one thread inflates and plans (the native JSON reader, or

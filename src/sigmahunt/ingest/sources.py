@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from types import ModuleType
-from typing import Generic, TypeVar, cast
+from typing import Generic, NamedTuple, TypeVar, cast
 
 from ..native import OFF_VALUES, native
 from .formats import (
@@ -98,20 +98,37 @@ class _Refused(Exception):
 # paths and folders
 
 
-def iter_files(paths: Sequence[str | Path]) -> Iterator[tuple[str, bool] | Unreadable]:
+class LogFile(NamedTuple):
+    """A file to read, and whether the caller named it: a file found in a folder the caller
+    named that turns out not to be a log is skipped silently (see :func:`iter_files`).
+
+    Why a type: a hunt walks its paths once and hands the files on in parts (to worker
+    processes, to the event store file by file); passed as bare paths they would read as
+    named, and every README or ``info.yml`` beside the logs would be reported unreadable.
+    """
+
+    path: str
+    explicit: bool
+
+
+def iter_files(paths: Sequence[str | Path | LogFile]) -> Iterator[LogFile | Unreadable]:
     """Files to read, in a deterministic order, with their "explicit" flag.
 
     Folders are walked recursively (sorted, symlinked folders not followed);
     inside them hidden/metadata files and obviously non-log extensions are
     skipped silently.  Files named by the caller are always returned.  Paths are
-    written as ``str(Path(...))`` writes them.
+    written as ``str(Path(...))`` writes them. A :class:`LogFile` (a walk's file,
+    handed on) is returned as it is.
     """
     for raw in paths:
+        if isinstance(raw, LogFile):
+            yield raw
+            continue
         path = Path(raw)
         if path.is_dir():
-            yield from ((p, False) for p in _walk(str(path)))
+            yield from (LogFile(p, False) for p in _walk(str(path)))
         elif path.is_file():
-            yield str(path), True
+            yield LogFile(str(path), True)
         else:
             yield Unreadable(str(path), "file", "no such file or directory")
 
@@ -143,7 +160,7 @@ def _skip_name(name: str) -> bool:
 # leaves
 
 
-def iter_leaves(paths: Sequence[str | Path], password: str | None = None) -> Iterator[Item]:
+def iter_leaves(paths: Sequence[str | Path | LogFile], password: str | None = None) -> Iterator[Item]:
     """Every leaf byte stream under ``paths``, archives expanded in memory.
 
     ``password`` opens encrypted zip (ZipCrypto) and 7z (AES) members."""
@@ -165,7 +182,7 @@ READ_GROUP_BYTES = 1 << 20
 
 
 def _with_contents(
-    entries: Iterator[tuple[str, bool] | Unreadable],
+    entries: Iterator[LogFile | Unreadable],
 ) -> Iterator[tuple[str, bool, LeafData | Unreadable] | Unreadable]:
     """Each file with its bytes (or the report of why they cannot be read), in order.
 
