@@ -176,9 +176,10 @@ def iter_leaves(paths: Sequence[str | Path | LogFile], password: str | None = No
 
 
 #: Files under MAP_EVTX_BYTES are read natively in groups of up to this many files, and
-#: bytes (the file that reaches it ends a group): see :func:`_with_contents`.
-READ_GROUP_FILES = 64
-READ_GROUP_BYTES = 1 << 20
+#: bytes (the file that reaches it ends a group): see :func:`_with_contents`. Over 9,800
+#: files of ~70 KB, 4 MB groups read ~5% faster than 1 MB ones (bench/RESULTS.md, session 11).
+READ_GROUP_FILES = 256
+READ_GROUP_BYTES = 4 << 20
 
 
 def _with_contents(
