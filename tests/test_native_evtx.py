@@ -13,7 +13,6 @@ missing module fails).
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import random
@@ -370,32 +369,63 @@ def test_rows_added_from_python_build_the_same_frame() -> None:
     assert_frame_equal(rust.take(), python.take())
     assert rust.height == 0
 
-def test_columns_are_handed_over_without_a_copy() -> None:
-    """``take`` lends Rust's buffers (``OwnedBuffer``): read-only, adopted by Arrow in place,
-    and alive as long as a frame uses them, after the builder and the wrappers are gone."""
+def test_columns_are_handed_over_as_one_arrow_struct_array() -> None:
+    """``take`` exports the columns once, through the Arrow PyCapsule interface, as a struct
+    array of ``string_view`` columns in the order asked for; the buffers live as long as a
+    frame uses them, after the builder and the export are gone."""
     module = native()
     assert module is not None
     rust = evtx_reader.NativeColumns(module)
     rust.add({"a": "short", "b": "a value longer than twelve bytes"})
     rust.add({"b": None, "c": "x"})
-    height, columns = rust.columns.take()
-    assert height == 2
-    by_name = {name: (validity, views, data) for name, validity, views, data in columns}
-    validity, views, data = by_name["b"]
-    assert isinstance(views, module.OwnedBuffer)
-    view = memoryview(views)
-    assert view.readonly and view.nbytes == 2 * 16 == len(views)
-    with pytest.raises(TypeError, match="read-only"):
-        view[0:1] = b"\x00"
-    with pytest.raises((TypeError, BufferError)):  # a writable export is refused
-        ctypes.c_char.from_buffer(views)
-    assert bytes(memoryview(data[0])) == data[0].to_bytes() == b"a value longer than twelve bytes"
-    assert pa.py_buffer(views).address == pa.py_buffer(views).address  # one memory, not copies
+    exported = rust.columns.take()
+    assert (exported.height, exported.names) == (2, ["a", "b", "c"])
+    for order in ([0, 3], [1, 1]):
+        with pytest.raises(ValueError, match="reorder"):
+            exported.reorder(order)
+    exported.reorder([2, 0])  # "b" left out
+    with pytest.raises(ValueError, match="own schema"):
+        exported.__arrow_c_array__(pa.struct([]).__arrow_c_schema__())
+    array = pa.array(exported)
+    with pytest.raises(ValueError, match="already exported"):
+        exported.__arrow_c_array__()
+    assert array.type == pa.struct([pa.field("c", pa.string_view()), pa.field("a", pa.string_view())])
+    assert [array.field(i).null_count for i in range(2)] == [1, 1]
+    assert array.to_pylist() == [{"c": None, "a": "short"}, {"c": "x", "a": None}]
     rust.add({"a": "short", "b": "a value longer than twelve bytes"})
     frame = rust.take()
-    del rust, columns, by_name, validity, views, data, view
+    del rust, exported, array
     gc.collect()
     assert frame.to_dicts() == [{"a": "short", "b": "a value longer than twelve bytes"}]
+
+
+def test_exported_columns_are_freed_imported_or_not() -> None:
+    """The release callbacks free every buffer: whether Polars adopts the columns and
+    drops them, or the capsules go without anyone importing them."""
+    import resource
+
+    module = native()
+    assert module is not None
+    value = "v" * 200
+
+    def export() -> object:
+        rust = evtx_reader.NativeColumns(module)
+        for row in range(20_000):  # ~4 MB of strings in each of five columns, a null in each
+            rust.add({f"f{k}": value for k in range(5) if (row + k) % 7})
+        return rust.columns.take()
+
+    def peak_mib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    for _ in range(3):  # warm the allocator
+        pl.DataFrame(export())
+    before = peak_mib()
+    for _ in range(25):  # ~500 MB if nothing were freed
+        frame = pl.DataFrame(export())
+        assert frame.height == 20_000 and frame["f1"].null_count() == sum((r + 1) % 7 == 0 for r in range(20_000))
+        del frame
+        export().__arrow_c_array__()  # capsules dropped unimported
+    assert peak_mib() - before < 100
 
 
 

@@ -9,31 +9,33 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
+/// The C data interface's `ArrowSchema` (also exported: `arrow_export.rs`).
 #[repr(C)]
-struct FfiSchema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *mut *mut FfiSchema,
-    dictionary: *mut FfiSchema,
-    release: Option<unsafe extern "C" fn(*mut FfiSchema)>,
-    private_data: *mut c_void,
+pub(crate) struct FfiSchema {
+    pub(crate) format: *const c_char,
+    pub(crate) name: *const c_char,
+    pub(crate) metadata: *const c_char,
+    pub(crate) flags: i64,
+    pub(crate) n_children: i64,
+    pub(crate) children: *mut *mut FfiSchema,
+    pub(crate) dictionary: *mut FfiSchema,
+    pub(crate) release: Option<unsafe extern "C" fn(*mut FfiSchema)>,
+    pub(crate) private_data: *mut c_void,
 }
 
+/// The C data interface's `ArrowArray`.
 #[repr(C)]
-struct FfiArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *mut *const c_void,
-    children: *mut *mut FfiArray,
-    dictionary: *mut FfiArray,
-    release: Option<unsafe extern "C" fn(*mut FfiArray)>,
-    private_data: *mut c_void,
+pub(crate) struct FfiArray {
+    pub(crate) length: i64,
+    pub(crate) null_count: i64,
+    pub(crate) offset: i64,
+    pub(crate) n_buffers: i64,
+    pub(crate) n_children: i64,
+    pub(crate) buffers: *mut *const c_void,
+    pub(crate) children: *mut *mut FfiArray,
+    pub(crate) dictionary: *mut FfiArray,
+    pub(crate) release: Option<unsafe extern "C" fn(*mut FfiArray)>,
+    pub(crate) private_data: *mut c_void,
 }
 
 enum Layout {

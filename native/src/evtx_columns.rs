@@ -23,9 +23,10 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::buffer::PyBuffer;
 
-use crate::buffers::{flatten_views, readonly_bytes, OwnedBuffer};
+use crate::arrow_export::{ExportColumn, ExportedFrame};
+use crate::buffers::{flatten_views, readonly_bytes};
 use crate::fast_map::FastMap;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use bumpalo::collections::{String as BumpString, Vec as BumpVec};
 use bumpalo::Bump;
@@ -639,7 +640,7 @@ impl ViewColumn {
     }
 
     /// The column's first `height` rows as buffers (moved out, no copy when no row is
-    /// null: see `buffers::OwnedBuffer`).
+    /// null: see `arrow_export`).
     fn into_parts(self, height: usize) -> ColumnParts {
         debug_assert!(self.rows.last().is_none_or(|&row| (row as usize) < height));
         if self.views.len() == height {
@@ -1095,29 +1096,23 @@ impl EvtxColumns {
         Ok(())
     }
 
-    /// `(height, [(name, validity | None, views, [data, ...]), ...])` in creation order;
-    /// the builder starts afresh. Buffers are Arrow `string_view` ones (see `ViewColumn`).
-    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<(usize, Bound<'py, PyList>)> {
+    /// The rows as an `ExportedFrame` (columns in creation order, Arrow `string_view`
+    /// buffers: see `ViewColumn`); the builder starts afresh.
+    fn take(&mut self, py: Python<'_>) -> ExportedFrame {
         let builder = std::mem::take(&mut self.builder);
         let height = builder.height;
         // Laying out the sparse columns writes most of their views: done without the GIL.
-        let columns: Vec<(Box<str>, ColumnParts)> = py.detach(|| {
+        let columns = py.detach(|| {
             let names = builder.names.into_iter();
-            names.zip(builder.columns).map(|(name, column)| (name, column.into_parts(height))).collect()
+            names
+                .zip(builder.columns)
+                .map(|(name, column)| {
+                    let (validity, views, buffers) = column.into_parts(height);
+                    ExportColumn::new(name.into(), validity, views, buffers)
+                })
+                .collect()
         });
-        let out = PyList::empty(py);
-        for (name, (validity, views, buffers)) in columns {
-            let name = PyString::new(py, &name);
-            let validity = match validity {
-                Some(bytes) => OwnedBuffer::wrap(py, bytes)?.into_any(),
-                None => py.None().into_bound(py),
-            };
-            let views = OwnedBuffer::wrap(py, views)?;
-            let buffers = buffers.into_iter().map(|b| OwnedBuffer::wrap(py, b)).collect::<PyResult<Vec<_>>>()?;
-            let buffers = PyList::new(py, buffers)?;
-            out.append(PyTuple::new(py, [name.into_any(), validity, views.into_any(), buffers.into_any()])?)?;
-        }
-        Ok((height, out))
+        ExportedFrame::new(height, columns)
     }
 }
 

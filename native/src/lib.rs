@@ -9,6 +9,7 @@
 
 use pyo3::prelude::*;
 
+pub mod arrow_export;
 pub mod arrow_view;
 pub mod buffers;
 pub mod evtx_columns;
@@ -22,13 +23,14 @@ pub mod timestamps;
 
 /// The module's ABI: bumped when a function's signature or output changes, so that a
 /// stale build is refused by `sigmahunt.native` rather than misread.
-const ABI: u32 = 7;
+const ABI: u32 = 8;
 
 #[pymodule]
 fn sigmahunt_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ABI", ABI)?;
     evtx_columns::register(m)?;
     m.add_class::<buffers::OwnedBuffer>()?;
+    m.add_class::<arrow_export::ExportedFrame>()?;
     m.add_class::<keywords::KeywordScanner>()?;
     m.add_class::<matcher::FieldMatcher>()?;
     m.add_class::<kernel::RuleKernel>()?;

@@ -16,7 +16,7 @@ from functools import cache
 from types import ModuleType
 
 #: The ``ABI`` the Python side was written for (see native/src/lib.rs).
-ABI = 7
+ABI = 8
 OFF_VALUES = frozenset({"0", "off", "false", "no"})
 
 

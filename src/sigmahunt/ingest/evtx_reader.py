@@ -32,7 +32,6 @@ from typing import Any, cast
 import numpy as np
 import orjson
 import polars as pl
-import pyarrow as pa
 
 from ..native import native
 from .fields import CHANNEL_CANONICAL, SYSTEM_ATTRIBUTE_RENAMES, order_columns
@@ -316,23 +315,18 @@ class NativeColumns:
     def take(self) -> pl.DataFrame:
         """The rows as a frame (columns in canonical order, all ``pl.String``); start afresh.
 
-        The columns come as Arrow ``string_view`` buffers, which Polars adopts without
-        converting them (``large_string`` ones cost it ~11 ns per value).
+        The columns come as one Arrow struct array of ``string_view`` columns, through the
+        Arrow PyCapsule interface, which Polars adopts without converting or copying them
+        (``large_string`` ones cost it ~11 ns per value; a ``pyarrow`` array per column
+        and a table cost ~0.9 ms per frame: bench/RESULTS.md, session 11).
         """
-        height, columns = self.columns.take()
-        arrays = {
-            name: pa.Array.from_buffers(
-                pa.string_view(),
-                height,
-                [None if validity is None else pa.py_buffer(validity), pa.py_buffer(views), *map(pa.py_buffer, data)],
-            )
-            for name, validity, views, data in columns
-        }
-        names = order_columns(list(arrays))
+        exported = self.columns.take()
+        names = exported.names
         if not names:
-            return pl.DataFrame(height=height)
-        table = pa.Table.from_arrays([arrays[name] for name in names], names=names)
-        return cast(pl.DataFrame, pl.from_arrow(table, rechunk=False))
+            return pl.DataFrame(height=exported.height)
+        index = {name: position for position, name in enumerate(names)}
+        exported.reorder([index[name] for name in order_columns(names)])
+        return pl.DataFrame(exported)
 
     def mark(self) -> BuilderMark:
         return BuilderMark(*self.columns.mark())
