@@ -467,7 +467,7 @@ def test_folder_walk_is_sorted_and_skips_non_logs(tmp_path: Path) -> None:
     _, problems = read_all([FIXTURES / "notes.yml"])  # named explicitly: reported
     assert [p.position for p in problems] == ["file"]
     _, problems = read_all([tmp_path / "missing.jsonl"])
-    assert problems[0].reason == "no such file or directory"
+    assert problems[0].reason == "no such file or folder"
 
 
 def test_folder_walk_orders_and_names_files_as_pathlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -546,6 +546,34 @@ def test_native_read_files_reads_as_python_does(tmp_path: Path, monkeypatch: pyt
         del read[2]
         assert [(item[0], item[2].reason.removeprefix("cannot read file: ") if isinstance(item[2], Unreadable)
                  else item[2]) for item in read if not isinstance(item, Unreadable)] == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+@pytest.mark.parametrize("native_reader", ["on", "off"])
+def test_a_named_pipe_is_reported_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_reader: str
+) -> None:
+    """Opening a named pipe for reading waits for a writer: in a log folder, or named, it is
+    reported as not a regular file, and the logs beside it are read."""
+    import threading
+
+    monkeypatch.setenv("SIGMAHUNT_NATIVE", native_reader)
+    (tmp_path / "a.jsonl").write_bytes(b'{"EventID": 1}\n')
+    os.mkfifo(tmp_path / "b.jsonl")
+    (tmp_path / "c.jsonl").write_bytes(b'{"EventID": 3}\n')
+    outcome: list[tuple[pl.DataFrame, list[Unreadable]]] = []
+    reader = threading.Thread(
+        target=lambda: outcome.append(read_all([tmp_path, tmp_path / "b.jsonl"])), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    if reader.is_alive():  # unblock the reader so that the suite goes on, then fail
+        with open(tmp_path / "b.jsonl", "wb"):
+            pass
+        pytest.fail("reading waited on the named pipe")
+    frame, problems = outcome[0]
+    assert frame["EventID"].to_list() == ["1", "3"]
+    assert [(Path(p.source).name, p.reason) for p in problems] == [
+        ("b.jsonl", "cannot read file: not a regular file"), ("b.jsonl", "not a regular file")]
 
 
 _NAME_PIECES = ["a", "B", ".", "/", "\\", "..", ".git", "__MACOSX", "x.EVTX", ".json", "t.tar.gz", " "]

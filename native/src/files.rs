@@ -60,8 +60,18 @@ fn fill(file: &mut File, destination: &mut [u8]) -> std::io::Result<bool> {
     }
 }
 
+/// Opens without blocking: a named pipe would wait for a writer (it is declined, as any
+/// file that is not regular, and Python reports it).
+fn open_nonblocking(path: &PathBuf) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
+}
+
 fn open_slot(path: &PathBuf, max_file_bytes: u64) -> Slot {
-    let file = match File::open(path) {
+    let file = match open_nonblocking(path) {
         Ok(file) => file,
         Err(error) => return failed(&error),
     };

@@ -82,8 +82,9 @@ class HuntResult:
         return self._frame
 
 
-def log_files(paths: Iterable[str | Path]) -> tuple[list[LogFile], list[str]]:
-    """The files a hunt reads under ``paths``, and the paths that do not exist.
+def log_files(paths: Iterable[str | Path]) -> tuple[list[LogFile], list[Unreadable]]:
+    """The files a hunt reads under ``paths``, and the reports of the paths it cannot (no
+    such file or folder; not a regular file).
 
     Folders are walked as the ingest walks them (:func:`sigmahunt.ingest.iter_files`: sorted;
     hidden folders, metadata and non-log files left out; a file found there that is not a
@@ -91,13 +92,13 @@ def log_files(paths: Iterable[str | Path]) -> tuple[list[LogFile], list[str]]:
     processes, the event store) reads exactly what ``read_logs`` of the folder reads.
     """
     files: list[LogFile] = []
-    missing: list[str] = []
+    problems: list[Unreadable] = []
     for entry in iter_files(list(paths)):
         if isinstance(entry, Unreadable):
-            missing.append(entry.source)
+            problems.append(entry)
         else:
             files.append(entry)
-    return files, missing
+    return files, problems
 
 
 def expand_log_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -264,9 +265,9 @@ def _natural(position: str) -> tuple[str, int]:
     return (head, int(number)) if number.isdigit() else (position, 0)
 
 
-def _parallel_sizes(walked: tuple[list[LogFile], list[str]] | None, workers: int) -> list[int] | None:
+def _parallel_sizes(walked: tuple[list[LogFile], list[Unreadable]] | None, workers: int) -> list[int] | None:
     """The files' sizes when the hunt should run in worker processes, else None (one
-    process; also when a path is missing: the sequential path reports it)."""
+    process; also when a path cannot be read: the sequential path reports it)."""
     if walked is None or walked[1] or workers < 2 or len(walked[0]) < 2:
         return None
     sizes = [os.stat(file.path).st_size for file in walked[0]]
@@ -310,7 +311,7 @@ def _hunted_batches(
     format_in: str | None,
     progress: Progress,
     projection: Projection | None = None,
-    walked: tuple[list[LogFile], list[str]] | None = None,
+    walked: tuple[list[LogFile], list[Unreadable]] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Batches of every log named (from the store when unchanged), or of the whole store.
 
@@ -322,10 +323,9 @@ def _hunted_batches(
             _count_unreadable(summary, source.unreadable)
         yield from coalesce(store.iter_batches())
         return
-    files, missing = walked if walked is not None else log_files(logs)
-    for path in missing:
-        summary.unreadable.append(UnreadableRecord(path, "file", "no such file or folder"))
-        summary.events_unreadable += 1
+    files, problems = walked if walked is not None else log_files(logs)
+    for problem in problems:
+        _record_unreadable(summary, problem)
     progress.total_bytes(sum(os.stat(file.path).st_size for file in files))
     if store.temporary:
         # One reader over every file: it overlaps reading with hunting and packs small
@@ -435,9 +435,9 @@ def ingest_into_store(logs: Sequence[str | Path], store: str | Path, format_in: 
     progress = progress or Progress()
     report = IngestReport()
     summary = HuntSummary()
-    files, missing = log_files(logs)
-    for path in missing:
-        report.unreadable.append(UnreadableRecord(path, "file", "no such file or folder"))
+    files, problems = log_files(logs)
+    for problem in problems:
+        report.unreadable.append(UnreadableRecord(problem.source, problem.position, problem.reason))
         report.events_unreadable += 1
     with EventStore(store) as event_store:
         for file in files:

@@ -12,9 +12,11 @@ most of the decompression cost of the big zipped JSON corpora.
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
+import stat
 import struct
 import threading
 import zipfile
@@ -84,6 +86,10 @@ class Leaf:
 MAP_EVTX_BYTES = 1 << 20
 #: ``off`` (or ``0``, ``false``, ``no``) reads every file (no mapping).
 MMAP_ENV = "SIGMAHUNT_MMAP"
+#: Files are opened without blocking (a named pipe would wait for a writer); see read_file.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+#: Why a path that exists is not read: a pipe, a socket, a device, a folder where a file was expected.
+NOT_REGULAR = "not a regular file"
 
 
 Item = Leaf | Unreadable
@@ -129,8 +135,10 @@ def iter_files(paths: Sequence[str | Path | LogFile]) -> Iterator[LogFile | Unre
             yield from (LogFile(p, False) for p in _walk(str(path)))
         elif path.is_file():
             yield LogFile(str(path), True)
+        elif path.exists():
+            yield Unreadable(str(path), "file", NOT_REGULAR)
         else:
-            yield Unreadable(str(path), "file", "no such file or directory")
+            yield Unreadable(str(path), "file", "no such file or folder")
 
 
 def _walk(root: str) -> list[str]:
@@ -237,9 +245,17 @@ def read_file(path: str | Path) -> LeafData:
     live log being rotated might: ``SIGMAHUNT_MMAP=off`` reads every file instead.
     Unbuffered, sized by one ``fstat``: a folder of small logs (~70 KB) is read at ~13 us
     a file, against ~17-19 us buffered with a separate read of the signature.
+
+    Only a regular file is read (``OSError`` "not a regular file" otherwise): opened without
+    blocking, so a named pipe in a log folder is reported instead of hanging the hunt, and
+    a device is not read forever.
     """
-    with open(path, "rb", buffering=0) as handle:
-        if os.fstat(handle.fileno()).st_size >= MAP_EVTX_BYTES:
+    descriptor = os.open(path, os.O_RDONLY | _NONBLOCK)
+    with open(descriptor, "rb", buffering=0) as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, NOT_REGULAR)
+        if status.st_size >= MAP_EVTX_BYTES:
             head = handle.read(len(EVTX_MAGIC))
             if head == EVTX_MAGIC and os.environ.get(MMAP_ENV, "").strip().lower() not in OFF_VALUES:
                 return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
