@@ -252,6 +252,32 @@ def test_a_hunt_reads_a_folder_as_the_ingest_does(tmp_path: Path, monkeypatch: p
     assert report.events_stored == expected.summary.events_read and not report.unreadable
 
 
+def test_a_file_gone_after_the_walk_is_reported_and_the_rest_hunted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log rotated away between the walk and its reading: reported, never a crash of the
+    hunt (sizes for progress, content hashes for the store), the other files hunted."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    walk = hunting.log_files
+
+    def walked_then_gone(paths):  # type: ignore[no-untyped-def]
+        found = walk(paths)
+        (logs / "a.jsonl").unlink()
+        return found
+
+    monkeypatch.setattr(hunting, "log_files", walked_then_gone)
+    for options in [{}, {"store": tmp_path / "store"}]:
+        _write_events(logs / "a.jsonl", 3)
+        _write_events(logs / "b.jsonl", 2, start=10)
+        result = run_hunt([logs], [EXAMPLES / "rules"], cache_dir=False, **options)  # type: ignore[arg-type]
+        assert result.summary.events_read == 2, options
+        assert [(Path(u.source).name, u.reason) for u in result.summary.unreadable] == [
+            ("a.jsonl", "cannot read file: No such file or directory")], options
+    _write_events(logs / "a.jsonl", 3)
+    report = ingest_into_store([logs], tmp_path / "store2")
+    assert report.events_stored == 2 and [Path(u.source).name for u in report.unreadable] == ["a.jsonl"]
+
+
 def test_writing_to_a_device_keeps_the_device(tmp_path: Path) -> None:
     """``--output /dev/null`` must write to the device, never rename a file over it."""
     import stat

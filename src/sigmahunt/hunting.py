@@ -9,7 +9,6 @@ already holds a file with the same content is not re-parsed: its stored events a
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from sigmahunt.ingest import (
     iter_files,
     read_logs,
 )
+from sigmahunt.ingest.sources import file_size
 from sigmahunt.parallel import HuntState, WorkerResult, hunt_in_workers, should_parallelise, worker_count
 from sigmahunt.results import Detection, HuntSummary, level_counts, to_dataframe
 from sigmahunt.results import Unreadable as UnreadableRecord
@@ -270,7 +270,7 @@ def _parallel_sizes(walked: tuple[list[LogFile], list[Unreadable]] | None, worke
     process; also when a path cannot be read: the sequential path reports it)."""
     if walked is None or walked[1] or workers < 2 or len(walked[0]) < 2:
         return None
-    sizes = [os.stat(file.path).st_size for file in walked[0]]
+    sizes = [file_size(file.path) for file in walked[0]]
     return sizes if should_parallelise(sizes, workers) else None
 
 
@@ -326,7 +326,7 @@ def _hunted_batches(
     files, problems = walked if walked is not None else log_files(logs)
     for problem in problems:
         _record_unreadable(summary, problem)
-    progress.total_bytes(sum(os.stat(file.path).st_size for file in files))
+    progress.total_bytes(sum(file_size(file.path) for file in files))
     if store.temporary:
         # One reader over every file: it overlaps reading with hunting and packs small
         # files into full batches (per-batch costs are paid per batch, not per file).
@@ -356,13 +356,25 @@ def _per_file_batches(files: list[LogFile], store: EventStore, summary: HuntSumm
                       progress: Progress) -> Iterator[pl.DataFrame]:
     for file in files:
         progress.on_file(file.path)
-        digest = file_digest(Path(file.path))
+        digest = _digest_or_report(file, summary)
+        if digest is None:
+            continue
         if store.is_current(file.path, digest):
             _count_unreadable(summary, store.sources[file.path].unreadable)
             yield from store.iter_batches([file.path])
         else:
             yield from _ingest_file(file, digest, store, summary, format_in)
-        progress.on_bytes(os.stat(file.path).st_size)
+        progress.on_bytes(file_size(file.path))
+
+
+def _digest_or_report(file: LogFile, summary: HuntSummary) -> str | None:
+    """The file's content hash, or None with the reason reported (it went after the walk,
+    or cannot be read): the other files are still hunted."""
+    try:
+        return file_digest(Path(file.path))
+    except OSError as exc:
+        _record_unreadable(summary, Unreadable(file.path, "file", f"cannot read file: {exc.strerror or exc}"))
+        return None
 
 
 #: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for
@@ -442,7 +454,9 @@ def ingest_into_store(logs: Sequence[str | Path], store: str | Path, format_in: 
     with EventStore(store) as event_store:
         for file in files:
             progress.on_file(file.path)
-            digest = file_digest(Path(file.path))
+            digest = _digest_or_report(file, summary)
+            if digest is None:
+                continue
             if event_store.is_current(file.path, digest):
                 report.files_unchanged += 1
                 continue

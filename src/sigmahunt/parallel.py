@@ -190,9 +190,10 @@ def hunt_files(state: HuntState, files: list[LogFile], format_in: str | None,
     """One task: read the files (small ones packed into full batches) and hunt them."""
     from sigmahunt.hunting import BATCH_ROWS, DetectionCollector
     from sigmahunt.ingest import EventBatch, read_logs
+    from sigmahunt.ingest.sources import file_size
 
     collector = DetectionCollector(state.rules)
-    result = WorkerResult(bytes_done=sum(os.stat(file.path).st_size for file in files))
+    result = WorkerResult(bytes_done=sum(file_size(file.path) for file in files))
     for item in read_logs(files, format_in=format_in, batch_size=BATCH_ROWS, projection=state.projection):
         if not isinstance(item, EventBatch):
             result.unreadable.append({"source": item.source, "position": item.position, "reason": item.reason})

@@ -234,6 +234,15 @@ def _unreadable_file(path: str, reason: str) -> Unreadable:
     return Unreadable(path, "file", f"cannot read file: {reason}")
 
 
+def file_size(path: str) -> int:
+    """The file's size for progress and load balancing; 0 when it cannot be had (the file
+    went after the walk): reading it reports why, and the hunt goes on."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def read_file(path: str | Path) -> LeafData:
     """The file's bytes; a large EVTX file mapped read-only into memory instead.
 
