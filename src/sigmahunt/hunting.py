@@ -354,11 +354,7 @@ def _read_all(files: list[LogFile], summary: HuntSummary, format_in: str | None,
 
 def _per_file_batches(files: list[LogFile], store: EventStore, summary: HuntSummary, format_in: str | None,
                       progress: Progress) -> Iterator[pl.DataFrame]:
-    for file in files:
-        progress.on_file(file.path)
-        digest = _digest_or_report(file, summary)
-        if digest is None:
-            continue
+    for file, digest in _hashed(files, summary, progress):
         if store.is_current(file.path, digest):
             _count_unreadable(summary, store.sources[file.path].unreadable)
             yield from store.iter_batches([file.path])
@@ -367,14 +363,17 @@ def _per_file_batches(files: list[LogFile], store: EventStore, summary: HuntSumm
         progress.on_bytes(file_size(file.path))
 
 
-def _digest_or_report(file: LogFile, summary: HuntSummary) -> str | None:
-    """The file's content hash, or None with the reason reported (it went after the walk,
-    or cannot be read): the other files are still hunted."""
-    try:
-        return file_digest(Path(file.path))
-    except OSError as exc:
-        _record_unreadable(summary, Unreadable(file.path, "file", f"cannot read file: {exc.strerror or exc}"))
-        return None
+def _hashed(files: list[LogFile], summary: HuntSummary, progress: Progress) -> Iterator[tuple[LogFile, str]]:
+    """Each file with its content hash (the store's key), as progress reaches it; a file
+    that cannot be hashed (it went after the walk, say) is reported and left out."""
+    for file in files:
+        progress.on_file(file.path)
+        try:
+            digest = file_digest(Path(file.path))
+        except OSError as exc:
+            _record_unreadable(summary, Unreadable(file.path, "file", f"cannot read file: {exc.strerror or exc}"))
+            continue
+        yield file, digest
 
 
 #: Rows per evaluated batch: large enough that per-batch costs vanish, small enough for
@@ -449,14 +448,9 @@ def ingest_into_store(logs: Sequence[str | Path], store: str | Path, format_in: 
     summary = HuntSummary()
     files, problems = log_files(logs)
     for problem in problems:
-        report.unreadable.append(UnreadableRecord(problem.source, problem.position, problem.reason))
-        report.events_unreadable += 1
+        _record_unreadable(summary, problem)
     with EventStore(store) as event_store:
-        for file in files:
-            progress.on_file(file.path)
-            digest = _digest_or_report(file, summary)
-            if digest is None:
-                continue
+        for file, digest in _hashed(files, summary, progress):
             if event_store.is_current(file.path, digest):
                 report.files_unchanged += 1
                 continue
