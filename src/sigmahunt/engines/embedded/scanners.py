@@ -190,9 +190,9 @@ _HEX_ESCAPES = [b"\\x%02x" % byte for byte in range(256)]
 
 def _hex(data: bytes) -> bytes:
     """A Hyperscan expression matching exactly these bytes. By table lookup: formatting
-    each byte took 0.16 s of a hunt's first small batch (SigmaHQ's ~23,000 literals of the
-    fields Python matches there, bench/RESULTS.md, session 11), even with every database
-    cached, since the expressions are the cache's key."""
+    each byte took 0.16 s (cProfile) of a hunt's first small batch (SigmaHQ's ~23,000
+    literals of the fields Python matches there, bench/RESULTS.md, session 11), even with
+    every database cached, since the expressions are the cache's key."""
     return b"".join(map(_HEX_ESCAPES.__getitem__, data))
 
 
