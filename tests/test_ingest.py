@@ -548,6 +548,29 @@ def test_native_read_files_reads_as_python_does(tmp_path: Path, monkeypatch: pyt
                  else item[2]) for item in read if not isinstance(item, Unreadable)] == expected
 
 
+@pytest.mark.skipif(sources.native() is None, reason="the native module is absent")
+def test_native_groups_end_where_file_descriptors_run_out(tmp_path: Path) -> None:
+    """A group holds its files open together: with few descriptors left, it ends early and
+    the next group reads on, so that no file is reported "Too many open files"."""
+    import subprocess
+    import sys
+
+    for index in range(40):
+        (tmp_path / f"{index:02d}.evtx").write_bytes(b"x" * (index + 1))
+    script = f"""
+import os, resource
+from sigmahunt.ingest import sources
+paths = sorted(os.path.join({str(tmp_path)!r}, name) for name in os.listdir({str(tmp_path)!r}))
+open_now = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 6, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+read = list(sources._with_contents(iter([sources.LogFile(path, False) for path in paths])))
+assert [len(data) for _, _, data in read] == list(range(1, 41)), read
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 @pytest.mark.parametrize("native_reader", ["on", "off"])
 def test_a_named_pipe_is_reported_not_waited_on(

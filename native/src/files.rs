@@ -89,11 +89,18 @@ fn failed(error: &std::io::Error) -> Slot {
 }
 
 /// Opens files from the front of `paths` until their sizes add up to `max_total_bytes`.
+///
+/// A group holds its files open together (up to `READ_GROUP_FILES` in Python, 256): when
+/// the process runs out of descriptors, the group ends before that file instead of
+/// reporting it, and the next call opens it once this group's are closed.
 fn open_group(paths: &[PathBuf], max_file_bytes: u64, max_total_bytes: u64) -> Vec<Slot> {
     let mut slots = Vec::new();
     let mut total = 0u64;
     for path in paths {
         let slot = open_slot(path, max_file_bytes);
+        if matches!(slot, Slot::Failed(libc::EMFILE | libc::ENFILE)) && !slots.is_empty() {
+            break;
+        }
         if let Slot::Open(_, size) = slot {
             total += size as u64;
         }
